@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/* Event: one-shot flag, broadcast wake. */
+#include "internal.h"
+#include "ksync/event.h"
+
+#include <limits.h>
+
+KSYNC_API void ksync_event_init(struct ksync_event *ev)
+{
+	store_relaxed(&ev->word, KSYNC_EVENT_UNSET);
+}
+
+KSYNC_API int ksync_event_set(struct ksync_event *ev)
+{
+	uint32_t old = __atomic_exchange_n(&ev->word, KSYNC_EVENT_SET, __ATOMIC_ACQ_REL);
+
+	if (old == KSYNC_EVENT_SET)
+		return 0;
+	if (old == KSYNC_EVENT_WAITERS) {
+		/* One syscall reaches every parked thread and io_uring wait. */
+		int n = wake_traced(&ev->word, ev, KSYNC_KIND_EVENT, INT_MAX);
+
+		if (n < 0)
+			return n;
+	}
+	return 1;
+}
+
+KSYNC_API bool ksync_event_is_set(const struct ksync_event *ev)
+{
+	return load_acquire(&ev->word) == KSYNC_EVENT_SET;
+}
+
+KSYNC_API int ksync_event_try(const struct ksync_event *ev)
+{
+	return ksync_event_is_set(ev) ? 0 : -EAGAIN;
+}
+
+/*
+ * Announce a waiter: UNSET -> WAITERS. Returns true if the event is set.
+ * Shared by threads and async ops; the parked value is always WAITERS.
+ */
+static bool announce_waiter(struct ksync_event *ev)
+{
+	uint32_t v = load_acquire(&ev->word);
+
+	while (v == KSYNC_EVENT_UNSET) {
+		if (cas_acquire(&ev->word, &v, KSYNC_EVENT_WAITERS))
+			return false;
+	}
+	return v == KSYNC_EVENT_SET;
+}
+
+KSYNC_API int ksync_event_wait_until(struct ksync_event *ev, clockid_t clock,
+				     const struct timespec *deadline)
+{
+	int r = ksync_check_deadline(clock, deadline);
+
+	if (r)
+		return r;
+	if (ksync_event_is_set(ev))
+		return 0;
+	trace_wait_begin(ev, KSYNC_KIND_EVENT, KSYNC_WORLD_THREAD, ksync_self_tid());
+	for (;;) {
+		if (announce_waiter(ev)) {
+			r = 0;
+			break;
+		}
+		r = ksync_futex_wait(&ev->word, KSYNC_EVENT_WAITERS, KSYNC_FUTEX_MASK_ANY,
+				     clock, deadline);
+		if (r == -ETIMEDOUT || r == -ENOSYS) {
+			if (ksync_event_is_set(ev))
+				r = 0;
+			break;
+		}
+	}
+	trace_wait_end(ev, KSYNC_KIND_EVENT, KSYNC_WORLD_THREAD, ksync_self_tid(), r);
+	return r;
+}
+
+KSYNC_API int ksync_event_wait(struct ksync_event *ev)
+{
+	return ksync_event_wait_until(ev, CLOCK_MONOTONIC, NULL);
+}
+
+KSYNC_API int ksync_event_wait_any(struct ksync_event *const *events, unsigned n,
+				   clockid_t clock, const struct timespec *deadline)
+{
+	struct ksync_futex_waitv w[KSYNC_FUTEX_WAITV_MAX];
+	int r = ksync_check_deadline(clock, deadline);
+
+	if (r)
+		return r;
+	if (!events || n == 0 || n > KSYNC_FUTEX_WAITV_MAX)
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++) {
+		if (!events[i])
+			return -EINVAL;
+		w[i] = (struct ksync_futex_waitv){
+			.val = KSYNC_EVENT_WAITERS,
+			.uaddr = (uintptr_t)&events[i]->word,
+			.flags = KSYNC_FUTEX_FLAGS,
+		};
+	}
+	for (;;) {
+		/* Events are sticky, so any index the kernel reports (or a wake
+		 * it counted but did not report) is re-derived from the words. */
+		for (unsigned i = 0; i < n; i++)
+			if (announce_waiter(events[i]))
+				return (int)i;
+		r = ksync_futex_waitv(w, n, clock, deadline);
+		if (r == -ETIMEDOUT || r == -ENOSYS) {
+			for (unsigned i = 0; i < n; i++)
+				if (ksync_event_is_set(events[i]))
+					return (int)i;
+			return r;
+		}
+	}
+}
+
+int ksync_event_attempt_async(struct ksync_op *op, uint32_t *park)
+{
+	if (announce_waiter(op->prim))
+		return 1;
+	*park = KSYNC_EVENT_WAITERS;
+	return 0;
+}

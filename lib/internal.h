@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/* Helpers shared by the primitive files. Not installed. */
+#ifndef KSYNC_INTERNAL_H
+#define KSYNC_INTERNAL_H
+
+#include "config.h"
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "ksync/word.h"
+#include "ksync/probe.h"
+#include "ksync/kernel.h"
+#include "ksync/op.h"
+
+#define KSYNC_API __attribute__((visibility("default")))
+
+#define likely(x)	__builtin_expect(!!(x), 1)
+#define unlikely(x)	__builtin_expect(!!(x), 0)
+
+/* Word access. Plain uint32_t in the public structs, __atomic here. */
+#define load_relaxed(p)		__atomic_load_n((p), __ATOMIC_RELAXED)
+#define load_acquire(p)		__atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define store_relaxed(p, v)	__atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define store_release(p, v)	__atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define cas_acquire(p, old, new) \
+	__atomic_compare_exchange_n((p), (old), (new), false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)
+#define cas_release(p, old, new) \
+	__atomic_compare_exchange_n((p), (old), (new), false, __ATOMIC_RELEASE, __ATOMIC_RELAXED)
+#define cas_acq_rel(p, old, new) \
+	__atomic_compare_exchange_n((p), (old), (new), false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* The calling thread's id, cached in TLS (fork-safe: see kernel.c). */
+extern __thread uint32_t ksync_cached_tid __attribute__((tls_model("initial-exec")));
+uint32_t ksync_fetch_tid(void);
+static inline uint32_t ksync_self_tid(void)
+{
+	uint32_t tid = ksync_cached_tid;
+
+	return likely(tid) ? tid : ksync_fetch_tid();
+}
+
+/* CLOCK_MONOTONIC now, in ns. */
+int64_t ksync_mono_ns(void);
+
+/* Validate an absolute deadline: 0 or -EINVAL. */
+int ksync_check_deadline(clockid_t clock, const struct timespec *deadline);
+
+/* Has the deadline passed? */
+bool ksync_deadline_passed(clockid_t clock, const struct timespec *deadline);
+
+/* Features, cached; see ksync_require(). */
+int ksync_require_uring_futex(void);
+
+/*
+ * USDT probes. The semaphores are defined in kernel.c; an attached tracer
+ * makes them non-zero, which is the only time the probe's arguments are
+ * computed.
+ */
+#if KSYNC_HAVE_SDT
+#define _SDT_HAS_SEMAPHORES 1
+#include <sys/sdt.h>
+extern unsigned short ksync_wait_begin_semaphore;
+extern unsigned short ksync_wait_end_semaphore;
+extern unsigned short ksync_wake_semaphore;
+#define KSYNC_PROBE_ENABLED(name) unlikely(ksync_##name##_semaphore)
+#define trace_wait_begin(prim, kind, world, who) do {				\
+	if (KSYNC_PROBE_ENABLED(wait_begin))					\
+		STAP_PROBE4(ksync, wait_begin, (prim), (kind), (world), (uint64_t)(who)); \
+} while (0)
+#define trace_wait_end(prim, kind, world, who, outcome) do {			\
+	if (KSYNC_PROBE_ENABLED(wait_end))					\
+		STAP_PROBE5(ksync, wait_end, (prim), (kind), (world), (uint64_t)(who), (int)(outcome)); \
+} while (0)
+#define trace_wake(prim, kind, woken) do {					\
+	if (KSYNC_PROBE_ENABLED(wake))						\
+		STAP_PROBE3(ksync, wake, (prim), (kind), (int)(woken));		\
+} while (0)
+#else
+#define trace_wait_begin(prim, kind, world, who) do { } while (0)
+#define trace_wait_end(prim, kind, world, who, outcome) do { } while (0)
+#define trace_wake(prim, kind, woken) do { } while (0)
+#endif
+
+/* futex_wake that also fires the wake probe. */
+static inline int wake_traced(uint32_t *word, void *prim, int kind, int nr)
+{
+	int n = ksync_futex_wake(word, KSYNC_FUTEX_MASK_ANY, nr);
+	trace_wake(prim, kind, n);
+	return n;
+}
+
+/*
+ * Per-family hooks used by the async op engine (op.c). Each returns:
+ *   1  the op got what it waited for
+ *   0  it must wait: *park is the word value to sleep on
+ *  <0  an error that ends the op
+ * @woken: the op consumed a futex wake since its last attempt.
+ */
+int ksync_event_attempt_async(struct ksync_op *op, uint32_t *park);
+int ksync_lock_attempt_async(struct ksync_op *op, bool woken, uint32_t *park);
+int ksync_sem_attempt_async(struct ksync_op *op, bool woken, uint32_t *park);
+/* A woken op leaves without taking what it was woken for: hand it on. */
+void ksync_lock_pass_on(struct ksync_lock *l);
+void ksync_sem_pass_on(struct ksync_sem *s);
+
+#endif

@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: MIT */
+/* ksync: synchronization primitives shared by threads and io_uring loops. */
+#ifndef KSYNC_H
+#define KSYNC_H
+
+#include "ksync/word.h"
+#include "ksync/probe.h"
+#include "ksync/kernel.h"
+#include "ksync/op.h"
+#include "ksync/event.h"
+#include "ksync/lock.h"
+#include "ksync/sem.h"
+
+#endif

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ksync_loop: a small optional driver for programs without an event-loop
+ * framework. It owns one io_uring ring, starts ops on it and calls each op's
+ * callback from ksync_loop_run*() once the op is done. Everything it does is
+ * built on the public op API (<ksync/op.h>); frameworks can do the same with
+ * their own ring.
+ *
+ * A loop belongs to the thread that runs it (SINGLE_ISSUER rings demand it).
+ */
+#ifndef KSYNC_LOOP_H
+#define KSYNC_LOOP_H
+
+#include <liburing.h>
+#include "ksync/op.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ksync_loop {
+	struct io_uring ring;
+	struct ksync_op *pending;		/* ops owed CQEs (doubly linked) */
+	struct ksync_op *ready, **ready_tail;	/* done, callback not yet run */
+	unsigned npending;
+	int closing;				/* in ksync_loop_exit */
+};
+
+typedef void (*ksync_op_cb)(struct ksync_op *op);
+
+/*
+ * ksync_loop_init - set up a ring of @entries SQEs with io_uring @flags
+ * (0, or e.g. IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN).
+ * Returns 0, or -EOPNOTSUPP / -EPERM / -ENOSYS (see ksync_require), or the
+ * error of io_uring_queue_init (-EINVAL for bad flags, -ENOMEM...).
+ */
+int ksync_loop_init(struct ksync_loop *loop, unsigned entries, unsigned flags);
+
+/*
+ * ksync_loop_exit - cancel every pending op, reap all their CQEs (grants that
+ * raced the cancel are handed on), run the callbacks of every op that
+ * finished, then close the ring.
+ */
+void ksync_loop_exit(struct ksync_loop *loop);
+
+/*
+ * ksync_loop_start - start @op (initialised with ksync_op_*) and call @cb
+ * from a later ksync_loop_run* call when it is done, with op->result set.
+ * The callback is never called from inside ksync_loop_start.
+ * Returns 0, or the errors of ksync_op_start (then @cb is not called), or
+ * -ESHUTDOWN from a callback run by ksync_loop_exit.
+ */
+int ksync_loop_start(struct ksync_loop *loop, struct ksync_op *op, ksync_op_cb cb);
+
+/*
+ * ksync_loop_sleep - call @cb after @ns nanoseconds (op->result 0; or
+ * -ECANCELED if cancelled). @op is reset by this call. Returns 0, -EBUSY
+ * (no SQE) or -ESHUTDOWN (inside ksync_loop_exit).
+ */
+int ksync_loop_sleep(struct ksync_loop *loop, struct ksync_op *op, int64_t ns, ksync_op_cb cb);
+
+/* Cancel a started op: 0, -EALREADY (done or already cancelling), -EBUSY. */
+int ksync_loop_cancel(struct ksync_loop *loop, struct ksync_op *op);
+
+/*
+ * ksync_loop_run_once - submit, reap what completed (waiting for at least
+ * one completion if @wait and nothing is ready), and run callbacks.
+ * Returns the number of callbacks run, or a negative errno from the ring.
+ */
+int ksync_loop_run_once(struct ksync_loop *loop, int wait);
+
+/* Run until no op is pending or ready. Returns 0 or a negative errno. */
+int ksync_loop_run(struct ksync_loop *loop);
+
+/* Number of ops started and not yet handed to their callback. */
+unsigned ksync_loop_busy(const struct ksync_loop *loop);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
