@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/* Small helpers shared by the ksync tests. */
+#ifndef KSYNC_TEST_HARNESS_H
+#define KSYNC_TEST_HARNESS_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "ksync/ksync.h"
+#include "ksync/loop.h"
+
+/* Both ring setups every async test runs under. */
+static const unsigned ring_setups[] = {
+	0,
+	IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+};
+#define N_RING_SETUPS (sizeof(ring_setups) / sizeof(ring_setups[0]))
+
+static inline pthread_t spawn(void *(*fn)(void *), void *arg)
+{
+	pthread_t t;
+
+	assert_int_equal(pthread_create(&t, NULL, fn, arg), 0);
+	return t;
+}
+
+static inline void join(pthread_t t)
+{
+	assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+static inline void sleep_ns(int64_t ns)
+{
+	struct timespec ts = { ns / 1000000000, ns % 1000000000 };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static inline struct timespec in_ns(int64_t ns)
+{
+	struct timespec ts;
+
+	ksync_deadline_after(&ts, CLOCK_MONOTONIC, ns);
+	return ts;
+}
+
+/* xorshift: per-thread random numbers without locks. */
+static inline uint32_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return (uint32_t)(*s >> 11);
+}
+
+/* Spin until @cond holds or ~10 s pass (then fail the test). */
+#define wait_until(cond) do {							\
+	int64_t _end = ksync_clock_ns(CLOCK_MONOTONIC) + 10000000000LL;		\
+	while (!(cond)) {							\
+		assert_true(ksync_clock_ns(CLOCK_MONOTONIC) < _end);		\
+		sleep_ns(100000);						\
+	}									\
+} while (0)
+
+/* Run a loop until @cond holds, or fail after ~10 s. */
+#define run_loop_until(loop, cond) do {						\
+	int64_t _end = ksync_clock_ns(CLOCK_MONOTONIC) + 10000000000LL;		\
+	while (!(cond)) {							\
+		assert_true(ksync_clock_ns(CLOCK_MONOTONIC) < _end);		\
+		assert_true(ksync_loop_run_once((loop), 0) >= 0);		\
+		if (!(cond))							\
+			sleep_ns(50000);					\
+	}									\
+} while (0)
+
+#endif
