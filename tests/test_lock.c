@@ -431,7 +431,7 @@ static void test_cancel_and_timeout_race_wake(void **state)
 			}
 			ops_done = 0;
 			assert_int_equal(ksync_loop_start(&loop, &op, count_done), 0);
-			assert_int_equal(ksync_loop_run_once(&loop, 0), 0);	/* park it first */
+			assert_true(ksync_loop_run_once(&loop, 0) >= 0);	/* park it first */
 			w = spawn(race_waiter, &r);
 			spin_ns(100000);
 			__atomic_store_n(&r.go, 1, __ATOMIC_RELEASE);
