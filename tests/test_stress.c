@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stress: threads and several rings hammer one Lock and one Semaphore with
+ * random hold times, deadlines and cancellations. Checked, not assumed:
+ *  - mutual exclusion (a holder count that must never exceed 1 for the lock
+ *    and PERMITS for the semaphore, and a plain counter only the lock
+ *    protects);
+ *  - permit conservation (every grant released once; value back to PERMITS);
+ *  - every op completes exactly once with a documented outcome;
+ *  - nothing is stuck at the end (no waiters, words idle).
+ */
+#include "harness.h"
+
+enum {
+	THREADS = 4,
+	RINGS = 3,
+	TASKS = 6,	/* per ring */
+	ROUNDS = 3000,	/* per actor */
+	PERMITS = 3,
+};
+
+static struct ksync_lock lock;
+static struct ksync_sem sem;
+
+static int lock_inside, sem_inside, sem_max_inside;
+static long protected_counter;	/* only touched with the lock held */
+static long lock_grants, sem_grants, timeouts, cancels;
+
+static void enter_lock(void)
+{
+	assert_int_equal(__atomic_fetch_add(&lock_inside, 1, __ATOMIC_RELAXED), 0);
+	protected_counter++;
+	__atomic_fetch_add(&lock_grants, 1, __ATOMIC_RELAXED);
+}
+
+static void leave_lock(void)
+{
+	assert_int_equal(__atomic_fetch_sub(&lock_inside, 1, __ATOMIC_RELAXED), 1);
+}
+
+static void enter_sem(void)
+{
+	int n = __atomic_add_fetch(&sem_inside, 1, __ATOMIC_RELAXED);
+
+	assert_true(n <= PERMITS);
+	if (n > __atomic_load_n(&sem_max_inside, __ATOMIC_RELAXED))
+		__atomic_store_n(&sem_max_inside, n, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&sem_grants, 1, __ATOMIC_RELAXED);
+}
+
+static void leave_sem(void)
+{
+	__atomic_fetch_sub(&sem_inside, 1, __ATOMIC_RELAXED);
+}
+
+static void count_failure(int r)
+{
+	if (r == -ETIMEDOUT)
+		__atomic_fetch_add(&timeouts, 1, __ATOMIC_RELAXED);
+	else if (r == -ECANCELED)
+		__atomic_fetch_add(&cancels, 1, __ATOMIC_RELAXED);
+	else
+		fail_msg("unexpected result %d", r);
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+static void *thread_actor(void *arg)
+{
+	uint64_t seed = (uintptr_t)arg * 0x9e3779b97f4a7c15ull + 1;
+
+	for (int i = 0; i < ROUNDS; i++) {
+		bool use_lock = rnd(&seed) & 1;
+		struct timespec dl;
+		const struct timespec *dlp = NULL;
+		int r;
+
+		if (rnd(&seed) % 3 == 0)
+			dlp = ksync_deadline_after(&dl, CLOCK_MONOTONIC, rnd(&seed) % 200000);
+		r = use_lock ? ksync_lock_acquire_until(&lock, CLOCK_MONOTONIC, dlp)
+			     : ksync_sem_acquire_until(&sem, CLOCK_MONOTONIC, dlp);
+		if (r) {
+			count_failure(r);
+			continue;
+		}
+		use_lock ? enter_lock() : enter_sem();
+		if (rnd(&seed) & 1)
+			sleep_ns(rnd(&seed) % 50000);
+		if (use_lock) {
+			leave_lock();
+			assert_int_equal(ksync_lock_release(&lock), 0);
+		} else {
+			leave_sem();
+			assert_int_equal(ksync_sem_release(&sem, 1), 0);
+		}
+	}
+	return NULL;
+}
+
+/* ---- ring tasks --------------------------------------------------------- */
+
+struct task {
+	struct ksync_loop *loop;
+	struct ksync_op acq;	/* the acquire */
+	struct ksync_op timer;	/* hold time, or the moment to cancel acq */
+	uint64_t seed;
+	int round;
+	bool use_lock;
+	bool holding;
+	bool acq_busy, timer_busy;
+	int *finished;
+};
+
+static void task_next(struct task *t);
+
+static void task_release(struct task *t)
+{
+	if (t->use_lock) {
+		leave_lock();
+		assert_int_equal(ksync_lock_release_task(&lock, (uintptr_t)t), 0);
+	} else {
+		leave_sem();
+		assert_int_equal(ksync_sem_release(&sem, 1), 0);
+	}
+	t->holding = false;
+}
+
+/* Start the next round once neither op is owed a completion. */
+static void task_maybe_next(struct task *t)
+{
+	if (t->acq_busy || t->timer_busy)
+		return;
+	if (t->holding)
+		task_release(t);
+	task_next(t);
+}
+
+static void timer_done(struct ksync_op *op)
+{
+	struct task *t = op->data;
+
+	t->timer_busy = false;
+	if (t->acq_busy)
+		ksync_loop_cancel(t->loop, &t->acq);	/* may race the grant */
+	task_maybe_next(t);
+}
+
+static void acq_done(struct ksync_op *op)
+{
+	struct task *t = op->data;
+
+	t->acq_busy = false;
+	if (op->result == 0) {
+		t->use_lock ? enter_lock() : enter_sem();
+		t->holding = true;
+		/* Hold across a sleep sometimes, so others really wait. */
+		if (!t->timer_busy && (rnd(&t->seed) & 1)) {
+			t->timer.data = t;
+			if (ksync_loop_sleep(t->loop, &t->timer, rnd(&t->seed) % 50000,
+					     timer_done) == 0)
+				t->timer_busy = true;
+		}
+	} else {
+		count_failure(op->result);
+	}
+	task_maybe_next(t);
+}
+
+static void task_next(struct task *t)
+{
+	if (t->round++ == ROUNDS) {
+		(*t->finished)++;
+		return;
+	}
+	t->use_lock = rnd(&t->seed) & 1;
+	if (t->use_lock)
+		ksync_op_lock(&t->acq, &lock, (uintptr_t)t);
+	else
+		ksync_op_sem(&t->acq, &sem);
+	t->acq.data = t;
+	if (rnd(&t->seed) % 3 == 0) {
+		struct timespec dl;
+
+		ksync_deadline_after(&dl, CLOCK_MONOTONIC, rnd(&t->seed) % 200000);
+		assert_int_equal(ksync_op_set_deadline(&t->acq, CLOCK_MONOTONIC, &dl), 0);
+	}
+	assert_int_equal(ksync_loop_start(t->loop, &t->acq, acq_done), 0);
+	t->acq_busy = true;
+	/* Sometimes arrange a cancel at a random moment. */
+	if (rnd(&t->seed) % 3 == 0) {
+		t->timer.data = t;
+		assert_int_equal(ksync_loop_sleep(t->loop, &t->timer, rnd(&t->seed) % 100000,
+						  timer_done), 0);
+		t->timer_busy = true;
+	}
+}
+
+static void *ring_actor(void *arg)
+{
+	unsigned idx = (unsigned)(uintptr_t)arg;
+	struct ksync_loop loop;
+	struct task tasks[TASKS];
+	int finished = 0;
+
+	assert_int_equal(ksync_loop_init(&loop, 64, ring_setups[idx % N_RING_SETUPS]), 0);
+	memset(tasks, 0, sizeof(tasks));
+	for (int i = 0; i < TASKS; i++) {
+		tasks[i].loop = &loop;
+		tasks[i].seed = (idx + 1) * 1000003ull + (uint64_t)i * 7919 + 1;
+		tasks[i].finished = &finished;
+		task_next(&tasks[i]);
+	}
+	while (finished < TASKS)
+		assert_true(ksync_loop_run_once(&loop, 1) >= 0);
+	assert_int_equal(ksync_loop_busy(&loop), 0);
+	ksync_loop_exit(&loop);
+	return NULL;
+}
+
+static void test_stress(void **state)
+{
+	pthread_t th[THREADS], rings[RINGS];
+	long attempts = (long)ROUNDS * (THREADS + RINGS * TASKS);
+
+	(void)state;
+	ksync_lock_init(&lock);
+	assert_int_equal(ksync_sem_init(&sem, PERMITS, PERMITS), 0);
+	for (int i = 0; i < RINGS; i++)
+		rings[i] = spawn(ring_actor, (void *)(uintptr_t)i);
+	for (int i = 0; i < THREADS; i++)
+		th[i] = spawn(thread_actor, (void *)(uintptr_t)(i + 1));
+	for (int i = 0; i < THREADS; i++)
+		join(th[i]);
+	for (int i = 0; i < RINGS; i++)
+		join(rings[i]);
+
+	print_message("stress: %ld lock grants, %ld permits, %ld timeouts, %ld cancels "
+		      "(max %d permits held at once)\n",
+		      lock_grants, sem_grants, timeouts, cancels, sem_max_inside);
+	/* Every attempt ended exactly once. */
+	assert_int_equal(lock_grants + sem_grants + timeouts + cancels, attempts);
+	assert_int_equal(protected_counter, lock_grants);
+	/* Everything given back, nobody left behind. */
+	assert_int_equal(lock.word, 0);
+	assert_int_equal(ksync_lock_destroy(&lock), 0);
+	assert_int_equal(ksync_sem_value(&sem), PERMITS);
+	assert_int_equal(sem.waiters, 0);
+	assert_int_equal(lock_inside, 0);
+	assert_int_equal(sem_inside, 0);
+	assert_true(lock_grants > 0 && sem_grants > 0 && timeouts > 0 && cancels > 0);
+	assert_int_equal(sem_max_inside, PERMITS);	/* the permits were really contended */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_stress),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
