@@ -55,6 +55,9 @@ static inline struct timespec in_ns(int64_t ns)
 	return ts;
 }
 
+/* Read a word another thread writes (tests must not race either). */
+#define peek(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+
 /* xorshift: per-thread random numbers without locks. */
 static inline uint32_t rnd(uint64_t *s)
 {

@@ -107,7 +107,7 @@ static void test_broadcast_all_worlds(void **state)
 		wait_until(__atomic_load_n(&rw[i].parked, __ATOMIC_ACQUIRE));
 	sleep_ns(20000000);	/* let the threads park too */
 	assert_int_equal(done_count, 0);
-	assert_int_equal(ev.word, KSYNC_EVENT_WAITERS);
+	assert_int_equal(peek(ev.word), KSYNC_EVENT_WAITERS);
 	payload = 1234;
 	assert_int_equal(ksync_event_set(&ev), 1);
 	for (int i = 0; i < THREADS; i++)
@@ -241,7 +241,7 @@ static void test_wait_any(void **state)
 	ksync_event_init(&b);
 	t1 = spawn(wait_any_ab, &any);
 	t2 = spawn(wait_b, &plain);
-	wait_until(a.word == KSYNC_EVENT_WAITERS && b.word == KSYNC_EVENT_WAITERS);
+	wait_until(peek(a.word) == KSYNC_EVENT_WAITERS && peek(b.word) == KSYNC_EVENT_WAITERS);
 	sleep_ns(5000000);
 	ksync_event_set(&a);
 	ksync_event_set(&b);

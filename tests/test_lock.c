@@ -15,7 +15,7 @@ static void reset(void)
 static void assert_idle(void)
 {
 	assert_int_equal(ksync_lock_destroy(&lock), 0);
-	assert_int_equal(lock.word, 0);
+	assert_int_equal(peek(lock.word), 0);
 }
 
 /* ---- single world ------------------------------------------------------- */
@@ -26,7 +26,7 @@ static void test_uncontended(void **state)
 	reset();
 	assert_int_equal(ksync_lock_acquire(&lock), 0);
 	assert_true(ksync_lock_held(&lock));
-	assert_int_equal(lock.word, KSYNC_LOCK_LOCKED);	/* no waiter flag */
+	assert_int_equal(peek(lock.word), KSYNC_LOCK_LOCKED);	/* no waiter flag */
 	assert_int_equal(ksync_lock_release(&lock), 0);
 	assert_false(ksync_lock_held(&lock));
 	assert_int_equal(ksync_lock_try(&lock), 0);
@@ -68,7 +68,7 @@ static void test_misuse(void **state)
 	assert_int_equal(res[0], -EBUSY);
 	assert_int_equal(res[1], -EPERM);
 	/* Every failed call left the lock as it was. */
-	assert_int_equal(lock.word, KSYNC_LOCK_LOCKED);
+	assert_int_equal(peek(lock.word), KSYNC_LOCK_LOCKED);
 	assert_int_equal(ksync_lock_release(&lock), 0);
 	assert_int_equal(ksync_lock_release(&lock), -EPERM);
 	assert_idle();
@@ -138,7 +138,7 @@ static void test_thread_thread(void **state)
 	waiter_done = 0;
 	assert_int_equal(ksync_lock_acquire(&lock), 0);
 	t = spawn(blocking_waiter, NULL);
-	wait_until(lock.word & KSYNC_LOCK_CONTENDED);	/* it parked */
+	wait_until(peek(lock.word) & KSYNC_LOCK_CONTENDED);	/* it parked */
 	sleep_ns(2000000);
 	assert_false(__atomic_load_n(&waiter_done, __ATOMIC_ACQUIRE));
 	assert_int_equal(ksync_lock_release(&lock), 0);
@@ -179,7 +179,7 @@ static void test_task_task_one_ring(void **state)
 		assert_int_equal(ksync_lock_release_task(&lock, 1), 0);
 		run_loop_until(&loop, ops_done == 2);
 		assert_int_equal(b.result, 0);
-		assert_int_equal(lock.owner_token, 2);
+		assert_int_equal(peek(lock.owner_token), 2);
 		assert_int_equal(ksync_lock_release_task(&lock, 2), 0);
 		ksync_loop_exit(&loop);
 		assert_idle();
@@ -225,7 +225,7 @@ static void test_thread_to_task(void **state)
 		assert_int_equal(ksync_lock_acquire(&lock), 0);
 		t = spawn(ring_waiter_main, &rw);
 		wait_until(__atomic_load_n(&rw.started, __ATOMIC_ACQUIRE));
-		wait_until(lock.word & KSYNC_LOCK_CONTENDED);
+		wait_until(peek(lock.word) & KSYNC_LOCK_CONTENDED);
 		assert_int_equal(ksync_lock_release(&lock), 0);
 		join(t);
 		assert_int_equal(rw.result, 0);
@@ -250,7 +250,7 @@ static void test_task_to_thread(void **state)
 		run_loop_until(&loop, ops_done == 1);
 		assert_int_equal(op.result, 0);
 		t = spawn(blocking_waiter, NULL);
-		wait_until(lock.word & KSYNC_LOCK_CONTENDED);
+		wait_until(peek(lock.word) & KSYNC_LOCK_CONTENDED);
 		assert_int_equal(ksync_lock_release_task(&lock, 77), 0);
 		join(t);
 		assert_int_equal(waiter_result, 0);
@@ -272,7 +272,7 @@ static void test_task_task_two_rings(void **state)
 		join(spawn(ring_waiter_main, &holder));
 		assert_int_equal(holder.result, 0);
 		t = spawn(ring_waiter_main, &rw);
-		wait_until(lock.word & KSYNC_LOCK_CONTENDED);
+		wait_until(peek(lock.word) & KSYNC_LOCK_CONTENDED);
 		/* Release on behalf of the first task (tokens, not threads, own). */
 		assert_int_equal(ksync_lock_release_task(&lock, 10), 0);
 		join(t);
@@ -444,7 +444,7 @@ static void test_cancel_and_timeout_race_wake(void **state)
 			switch (op.result) {
 			case 0:
 				got++;
-				assert_int_equal(lock.owner_token, 1000 + i);
+				assert_int_equal(peek(lock.owner_token), 1000 + i);
 				assert_int_equal(ksync_lock_release_task(&lock, 1000 + i), 0);
 				break;
 			case -ECANCELED:
@@ -486,7 +486,7 @@ static void test_loop_exit_hands_on(void **state)
 		assert_int_equal(ksync_loop_start(&loop, &op, NULL), 0);
 		assert_int_equal(ksync_loop_run_once(&loop, 0), 0);
 		w = spawn(race_waiter, &r);
-		wait_until(lock.word & KSYNC_LOCK_CONTENDED);
+		wait_until(peek(lock.word) & KSYNC_LOCK_CONTENDED);
 		if (i & 1)
 			sleep_ns(50000);
 		/* Release (waking whoever is first: maybe the task) and tear

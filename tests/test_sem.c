@@ -14,7 +14,7 @@ static void count_done(struct ksync_op *op)
 static void assert_idle(uint32_t value)
 {
 	assert_int_equal(ksync_sem_value(&sem), value);
-	assert_int_equal(sem.waiters, 0);
+	assert_int_equal(peek(sem.waiters), 0);
 	assert_int_equal(ksync_sem_destroy(&sem), 0);
 }
 
