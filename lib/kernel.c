@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #if KSYNC_HAVE_SDT
@@ -174,6 +175,41 @@ static unsigned features;
 static int uring_error;	/* why KSYNC_FEAT_URING is missing */
 static pthread_once_t features_once = PTHREAD_ONCE_INIT;
 
+#ifndef PR_FUTEX_HASH
+#define PR_FUTEX_HASH			78
+#define PR_FUTEX_HASH_GET_SLOTS		2
+#endif
+
+static void *nothing(void *arg)
+{
+	return arg;
+}
+
+/*
+ * Since Linux 6.16 a process gets a private futex hash when it creates its
+ * first thread. A FUTEX2_PRIVATE io_uring wait armed before that sits in the
+ * global hash and is not moved: later private wakes never find it (a lost
+ * wakeup seen on 6.18; tests/test_kernel.c reproduces it). A thread blocked
+ * in futex_wait cannot meet this, since its process is busy being blocked;
+ * only an io_uring wait can be pending in a single-threaded process.
+ *
+ * So before ksync arms its first io_uring wait, make sure the switch has
+ * already happened: if the process has no private hash (0 slots), start and
+ * join one thread that does nothing. If 0 slots was the application's own
+ * choice (prctl PR_FUTEX_HASH_SET_SLOTS 0), the thread changes nothing and
+ * no switch can happen later either. Kernels without PR_FUTEX_HASH have no
+ * private hash and need nothing.
+ */
+static void settle_private_futex_hash(void)
+{
+	pthread_t t;
+
+	if (prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_GET_SLOTS, 0, 0, 0) != 0)
+		return;
+	if (pthread_create(&t, NULL, nothing, NULL) == 0)
+		pthread_join(t, NULL);
+}
+
 static void probe_features(void)
 {
 	uint32_t dummy = 0;
@@ -199,6 +235,8 @@ static void probe_features(void)
 	if (probe)
 		io_uring_free_probe(probe);
 	io_uring_queue_exit(&ring);
+	if (features & KSYNC_FEAT_URING_FUTEX)
+		settle_private_futex_hash();
 }
 
 KSYNC_API unsigned ksync_features(void)
