@@ -16,13 +16,9 @@ KSYNC_API int ksync_event_set(struct ksync_event *ev)
 
 	if (old == KSYNC_EVENT_SET)
 		return 0;
-	if (old == KSYNC_EVENT_WAITERS) {
-		/* One syscall reaches every parked thread and io_uring wait. */
-		int n = wake_traced(&ev->word, ev, KSYNC_KIND_EVENT, INT_MAX);
-
-		if (n < 0)
-			return n;
-	}
+	/* One syscall reaches every parked thread and io_uring wait. */
+	if (old == KSYNC_EVENT_WAITERS)
+		wake_traced(&ev->word, ev, KSYNC_KIND_EVENT, INT_MAX);
 	return 1;
 }
 

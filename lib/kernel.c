@@ -70,16 +70,20 @@ bool ksync_deadline_passed(clockid_t clock, const struct timespec *deadline)
 
 __thread uint32_t ksync_cached_tid __attribute__((tls_model("initial-exec")));
 
-static void forget_tid_in_child(void)
+static int futex_hash_settled;	/* see settle_private_futex_hash() */
+
+/* A forked child is a new, single-threaded process with a new thread id. */
+static void reset_in_child(void)
 {
 	ksync_cached_tid = 0;
+	futex_hash_settled = 0;
 }
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void install_atfork(void)
 {
-	pthread_atfork(NULL, NULL, forget_tid_in_child);
+	pthread_atfork(NULL, NULL, reset_in_child);
 }
 
 uint32_t ksync_fetch_tid(void)
@@ -198,16 +202,20 @@ static void *nothing(void *arg)
  * join one thread that does nothing. If 0 slots was the application's own
  * choice (prctl PR_FUTEX_HASH_SET_SLOTS 0), the thread changes nothing and
  * no switch can happen later either. Kernels without PR_FUTEX_HASH have no
- * private hash and need nothing.
+ * private hash and need nothing. Done once per process (a forked child
+ * starts over: it is single-threaded again).
  */
 static void settle_private_futex_hash(void)
 {
 	pthread_t t;
 
-	if (prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_GET_SLOTS, 0, 0, 0) != 0)
+	if (likely(__atomic_load_n(&futex_hash_settled, __ATOMIC_ACQUIRE)))
 		return;
-	if (pthread_create(&t, NULL, nothing, NULL) == 0)
+	pthread_once(&atfork_once, install_atfork);
+	if (prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_GET_SLOTS, 0, 0, 0) == 0 &&
+	    pthread_create(&t, NULL, nothing, NULL) == 0)
 		pthread_join(t, NULL);
+	__atomic_store_n(&futex_hash_settled, 1, __ATOMIC_RELEASE);
 }
 
 static void probe_features(void)
@@ -235,13 +243,13 @@ static void probe_features(void)
 	if (probe)
 		io_uring_free_probe(probe);
 	io_uring_queue_exit(&ring);
-	if (features & KSYNC_FEAT_URING_FUTEX)
-		settle_private_futex_hash();
 }
 
 KSYNC_API unsigned ksync_features(void)
 {
 	pthread_once(&features_once, probe_features);
+	if (features & KSYNC_FEAT_URING_FUTEX)
+		settle_private_futex_hash();
 	return features;
 }
 

@@ -30,8 +30,8 @@ void ksync_event_init(struct ksync_event *ev);
 
 /*
  * ksync_event_set - set the event and release every waiter.
- * Returns 1 if this call set it, 0 if it was already set, -ENOSYS if waiters
- * are parked but the kernel has no futex2 (cannot happen once they parked).
+ * Returns 1 if this call set it, 0 if it was already set. It cannot fail:
+ * without futex2 no waiter can have parked, so there is nobody to wake.
  */
 int ksync_event_set(struct ksync_event *ev);
 

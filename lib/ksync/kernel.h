@@ -103,6 +103,12 @@ int ksync_futex_waitv(struct ksync_futex_waitv *waiters, unsigned nr,
  * SQE preparers. They fill every field of @sqe (no prior memset needed) and
  * set its user_data. The futex2 flags go in sqe->fd, as the kernel wants;
  * the SQE's own futex_flags field stays 0.
+ *
+ * Call ksync_features() (or ksync_require()) once before arming the first
+ * FUTEX_WAIT/WAITV of a process: besides probing, it makes sure the
+ * process's private futex hash is in place (Linux 6.16+ switches hashes at
+ * the first pthread_create and strands private io_uring waits armed before
+ * it). ksync's own ops and ksync_loop do this themselves.
  */
 void ksync_prep_futex_wait(struct io_uring_sqe *sqe, uint32_t *word,
 			   uint32_t expected, uint32_t mask, uint64_t user_data);

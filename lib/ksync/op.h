@@ -120,8 +120,10 @@ int ksync_op_set_deadline(struct ksync_op *op, clockid_t clock, const struct tim
  *   -EBUSY       the op is already started, or the SQ ring is full even
  *                after a submit (the op is untouched; try again later)
  *   -EDEADLK     a lock op whose token already owns the lock
+ *   -ENOSYS      the kernel has no futex2 (older than 6.7)
  *   -EOPNOTSUPP  the kernel lacks io_uring futex ops
  *   -EPERM       io_uring is disabled for this process
+ * The three feature errors come only when the op would have to wait.
  */
 int ksync_op_start(struct ksync_op *op, struct io_uring *ring);
 
