@@ -106,12 +106,18 @@ static void op_abandon(struct ksync_op *op)
 	op->woken = 0;
 }
 
+/* Who waits, for the probes: the task token, or the op when it has none. */
+static uint64_t op_who(const struct ksync_op *op)
+{
+	return op->token ? op->token : (uint64_t)(uintptr_t)op;
+}
+
 static int op_finish(struct ksync_op *op, int result)
 {
 	if (result != 0)
 		op_abandon(op);
 	if (op->started_ns)
-		trace_wait_end(op->prim, op->kind, KSYNC_WORLD_URING, op->token, result);
+		trace_wait_end(op->prim, op->kind, KSYNC_WORLD_URING, op_who(op), result);
 	op->result = result;
 	op->state = ST_DONE;
 	return 0;
@@ -155,7 +161,7 @@ static int op_arm(struct ksync_op *op, struct io_uring *ring)
 	}
 	if (!op->started_ns) {
 		op->started_ns = ksync_mono_ns();
-		trace_wait_begin(op->prim, op->kind, KSYNC_WORLD_URING, op->token);
+		trace_wait_begin(op->prim, op->kind, KSYNC_WORLD_URING, op_who(op));
 	}
 	op->inflight = (uint8_t)need;
 	op->woken = 0;

@@ -10,8 +10,9 @@
  *   ksync:wait_end   (void *prim, int kind, int world, u64 who, int outcome)
  *   ksync:wake       (void *prim, int kind, int woken)
  *
- * who is the thread id for KSYNC_WORLD_THREAD and the task token for
- * KSYNC_WORLD_URING. outcome is 0 when the wait got what it waited for,
+ * who is the thread id for KSYNC_WORLD_THREAD; for KSYNC_WORLD_URING it is
+ * the op's task token, or the op's address when it has no token (semaphore
+ * and event ops), so concurrent waits of one loop are told apart. outcome is 0 when the wait got what it waited for,
  * otherwise a negative errno (-ETIMEDOUT, -ECANCELED, ...).
  */
 #ifndef KSYNC_UAPI_PROBE_H
