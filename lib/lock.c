@@ -89,43 +89,42 @@ static bool attempt(struct ksync_lock *l, bool woken, int64_t waited_ns, uint32_
 	}
 }
 
-/* Release with CONTENDED set in @v (the caller owns the lock). */
-static void release_slow(struct ksync_lock *l, uint32_t v)
+/*
+ * The release exchange found waiters (@v has CONTENDED) and left the word 0.
+ * In starvation mode, lock it again as a hand-off to the next waiter in
+ * wake order; a barger that slipped into the few-cycle window wins this
+ * round instead (STARVING stays with the waiters, so the next release hands
+ * off). Otherwise wake one waiter to compete.
+ */
+static void release_contended(struct ksync_lock *l, uint32_t v)
 {
-	for (;;) {
-		if (v & S) {
-			/* Starvation mode: keep it locked and hand it to the next
-			 * waiter in wake order. */
-			if (!cas_release(&l->word, &v, v | H))
-				continue;
-			if (wake_traced(&l->word, l, KSYNC_KIND_LOCK, 1) > 0)
-				return;
-			/* Nobody was parked: take the hand-off back unless a woken
-			 * waiter claimed it meanwhile; then wake once more for anyone
-			 * who parked on the reserved value in the window. */
-			v = load_relaxed(&l->word);
-			while (v & H) {
-				if (cas_release(&l->word, &v, 0)) {
-					wake_traced(&l->word, l, KSYNC_KIND_LOCK, 1);
-					return;
-				}
-			}
+	uint32_t zero = 0;
+
+	if ((v & S) && cas_release(&l->word, &zero, v | H)) {
+		if (wake_traced(&l->word, l, KSYNC_KIND_LOCK, 1) > 0)
 			return;
+		/* Nobody was parked: take the hand-off back unless a woken
+		 * waiter claimed it meanwhile, then wake once more for anyone
+		 * who parked on the reserved value in the window. */
+		v = load_relaxed(&l->word);
+		while (v & H) {
+			if (cas_release(&l->word, &v, 0))
+				break;
 		}
-		if (cas_release(&l->word, &v, 0)) {
+		if (v & H)
 			wake_traced(&l->word, l, KSYNC_KIND_LOCK, 1);
-			return;
-		}
+		return;
 	}
+	wake_traced(&l->word, l, KSYNC_KIND_LOCK, 1);
 }
 
+/* Release a lock the caller holds: one exchange when nobody waits. */
 static void release_word(struct ksync_lock *l)
 {
-	uint32_t v = L;
+	uint32_t v = __atomic_exchange_n(&l->word, 0, __ATOMIC_RELEASE);
 
-	if (likely(cas_release(&l->word, &v, 0)))
-		return;
-	release_slow(l, v);
+	if (unlikely(v != L))
+		release_contended(l, v);
 }
 
 void ksync_lock_pass_on(struct ksync_lock *l)
@@ -140,7 +139,7 @@ void ksync_lock_pass_on(struct ksync_lock *l)
 		if (v & H) {
 			/* The hand-off may have been ours: take it and release it. */
 			if (cas_acquire(&l->word, &v, v & ~H)) {
-				release_slow(l, v & ~H);
+				release_word(l);
 				return;
 			}
 			continue;

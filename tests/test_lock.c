@@ -502,6 +502,74 @@ static void test_loop_exit_hands_on(void **state)
 	}
 }
 
+/*
+ * Liveness under barging. Two threads re-take the lock the moment they
+ * release it, which is what barging favours: a parked waiter, woken after a
+ * release, often arrives too late. A blocking thread and a task must still
+ * get their turns, again and again, and the starvation hand-off path runs
+ * here (the bound itself is measured by tests/bench, not asserted: it is a
+ * time).
+ */
+static int hammer_stop;
+static long hammer_rounds;
+
+static void *hammer(void *arg)
+{
+	(void)arg;
+	while (!__atomic_load_n(&hammer_stop, __ATOMIC_RELAXED)) {
+		assert_int_equal(ksync_lock_acquire(&lock), 0);
+		for (volatile int i = 0; i < 50; i++)
+			;
+		assert_int_equal(ksync_lock_release(&lock), 0);
+		__atomic_fetch_add(&hammer_rounds, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static void test_starvation_bound(void **state)
+{
+	struct ksync_loop loop;
+	struct ksync_op op;
+	struct timespec dl;
+	pthread_t h[2];
+	int r;
+
+	(void)state;
+	reset();
+	hammer_stop = 0;
+	hammer_rounds = 0;
+	for (int i = 0; i < 2; i++)
+		h[i] = spawn(hammer, NULL);
+	wait_until(__atomic_load_n(&hammer_rounds, __ATOMIC_RELAXED) > 10000);
+
+	/* A blocking thread (this one) gets its turn. */
+	for (int i = 0; i < 20; i++) {
+		dl = in_ns(10000000000LL);
+		r = ksync_lock_acquire_until(&lock, CLOCK_MONOTONIC, &dl);
+		assert_int_equal(r, 0);
+		assert_int_equal(ksync_lock_release(&lock), 0);
+	}
+
+	/* So does a task. */
+	assert_int_equal(ksync_loop_init(&loop, 8, 0), 0);
+	for (int i = 0; i < 20; i++) {
+		ksync_op_lock(&op, &lock, 5);
+		dl = in_ns(10000000000LL);
+		assert_int_equal(ksync_op_set_deadline(&op, CLOCK_MONOTONIC, &dl), 0);
+		assert_int_equal(ksync_loop_start(&loop, &op, NULL), 0);
+		assert_int_equal(ksync_loop_run(&loop), 0);
+		assert_int_equal(op.result, 0);
+		assert_int_equal(ksync_lock_release_task(&lock, 5), 0);
+	}
+	ksync_loop_exit(&loop);
+
+	__atomic_store_n(&hammer_stop, 1, __ATOMIC_RELAXED);
+	for (int i = 0; i < 2; i++)
+		join(h[i]);
+	print_message("starvation: %ld hammer rounds\n", hammer_rounds);
+	assert_idle();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -517,6 +585,7 @@ int main(void)
 		cmocka_unit_test(test_async_timeout_and_cancel),
 		cmocka_unit_test(test_cancel_and_timeout_race_wake),
 		cmocka_unit_test(test_loop_exit_hands_on),
+		cmocka_unit_test(test_starvation_bound),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
