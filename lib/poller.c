@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ksync_poller: ops on a small plain ring whose fd a foreign poll loop
+ * watches (see ksync/poller.h). Built on the public op API only.
+ *
+ * Unlike ksync_loop, nobody enters io_uring_enter on our behalf: the loop
+ * sleeps in epoll_wait and only calls us when the fd is readable. So every
+ * SQE is submitted as soon as it is queued (start, cancel, re-arms after a
+ * dispatch), or a wait would sit in the SQ ring and never park.
+ */
+#include "internal.h"
+#include "ksync/poller.h"
+
+#include <string.h>
+
+enum { P_CLOSED, P_OPEN, P_CLOSING };
+
+KSYNC_API int ksync_poller_init(struct ksync_poller *p, unsigned entries)
+{
+	int r = ksync_require_uring_futex();
+
+	memset(p, 0, sizeof(*p));
+	p->ring.ring_fd = -1;
+	p->ready_tail = &p->ready;
+	if (r)
+		return r;
+	/* Plain ring on purpose: see the header. */
+	r = io_uring_queue_init(entries, &p->ring, 0);
+	if (r) {
+		p->ring.ring_fd = -1;
+		return r;
+	}
+	p->state = P_OPEN;
+	return 0;
+}
+
+KSYNC_API int ksync_poller_fd(const struct ksync_poller *p)
+{
+	return p->state == P_CLOSED ? -1 : p->ring.ring_fd;
+}
+
+static void pending_add(struct ksync_poller *p, struct ksync_op *op)
+{
+	op->prev = NULL;
+	op->next = p->pending;
+	if (p->pending)
+		p->pending->prev = op;
+	p->pending = op;
+	p->npending++;
+}
+
+static void pending_del(struct ksync_poller *p, struct ksync_op *op)
+{
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		p->pending = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+	p->npending--;
+}
+
+static void ready_add(struct ksync_poller *p, struct ksync_op *op)
+{
+	op->next = NULL;
+	*p->ready_tail = op;
+	p->ready_tail = &op->next;
+}
+
+KSYNC_API unsigned ksync_poller_busy(const struct ksync_poller *p)
+{
+	unsigned n = p->npending;
+
+	for (const struct ksync_op *op = p->ready; op; op = op->next)
+		n++;
+	return n;
+}
+
+/* Hand queued SQEs to the kernel. On failure they stay queued (the kernel
+ * has not consumed them) and the next submit retries them. */
+static int submit(struct ksync_poller *p)
+{
+	int r;
+
+	if (!io_uring_sq_ready(&p->ring))
+		return 0;
+	do
+		r = io_uring_submit(&p->ring);
+	while (r == -EINTR);
+	return r < 0 ? r : 0;
+}
+
+KSYNC_API int ksync_poller_start(struct ksync_poller *p, struct ksync_op *op, ksync_op_cb cb)
+{
+	int r;
+
+	if (p->state != P_OPEN)
+		return -ESHUTDOWN;
+	r = ksync_op_start(op, &p->ring);
+	if (r != KSYNC_OP_PENDING)
+		return r;	/* done at once, or not started */
+	op->callback = cb;
+	pending_add(p, op);
+	/* The wait is queued; an error here leaves it queued for the next
+	 * submit, and the op is pending either way. */
+	submit(p);
+	return KSYNC_OP_PENDING;
+}
+
+KSYNC_API int ksync_poller_cancel(struct ksync_poller *p, struct ksync_op *op)
+{
+	int r;
+
+	if (p->state == P_CLOSED)
+		return -EALREADY;
+	r = ksync_op_cancel(op, &p->ring);
+	if (r == 0)
+		submit(p);
+	return r;
+}
+
+/* Feed every posted CQE to its op; move finished ops to the ready list. */
+static unsigned reap(struct ksync_poller *p)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+
+	io_uring_for_each_cqe(&p->ring, head, cqe) {
+		struct ksync_op *op =
+			(struct ksync_op *)(uintptr_t)(cqe->user_data & ~KSYNC_OP_TAG_MASK);
+
+		seen++;
+		if (ksync_op_complete(op, &p->ring, cqe) != 0)
+			continue;	/* still pending (it may have re-armed) */
+		pending_del(p, op);
+		ready_add(p, op);
+	}
+	io_uring_cq_advance(&p->ring, seen);
+	return seen;
+}
+
+/*
+ * Run callbacks one at a time, taking each op off the list first: a
+ * callback may start ops (never added here: they pend or finish inline) or
+ * call ksync_poller_exit, whose own run_ready then finishes this list.
+ */
+static int run_ready(struct ksync_poller *p)
+{
+	struct ksync_op *op;
+	int n = 0;
+
+	while ((op = p->ready)) {
+		p->ready = op->next;
+		if (!p->ready)
+			p->ready_tail = &p->ready;
+		op->next = NULL;
+		if (op->callback)
+			op->callback(op);
+		n++;
+	}
+	return n;
+}
+
+KSYNC_API int ksync_poller_dispatch(struct ksync_poller *p)
+{
+	int err = 0, n;
+
+	if (p->state != P_OPEN)
+		return -ESHUTDOWN;
+	for (;;) {
+		/*
+		 * Re-armed waits must reach the kernel now, and CQEs the kernel
+		 * kept aside after a CQ overflow are only flushed by an enter;
+		 * the fd stays readable while they exist. Otherwise no
+		 * syscall: on a plain ring the CQEs are already posted.
+		 */
+		if (io_uring_sq_ready(&p->ring) || io_uring_cq_has_overflow(&p->ring)) {
+			int r = io_uring_submit_and_get_events(&p->ring);
+
+			if (r < 0 && r != -EINTR) {
+				err = r;
+				break;
+			}
+		}
+		if (!reap(p))
+			break;
+	}
+	n = run_ready(p);
+	return err && !n ? err : n;
+}
+
+KSYNC_API void ksync_poller_exit(struct ksync_poller *p)
+{
+	if (p->state != P_OPEN)
+		return;		/* closed, or exit is already under way */
+	p->state = P_CLOSING;
+	/*
+	 * A wait the kernel has already woken may be sitting in the CQ ring,
+	 * or be about to: cancel every op and reap until each has had all its
+	 * CQEs, so the op engine sees the consumed wake and hands it on.
+	 * Closing the ring first would drop it.
+	 */
+	for (struct ksync_op *op = p->pending; op; op = op->next)
+		while (ksync_op_cancel(op, &p->ring) == -EBUSY)
+			if (submit(p) < 0)
+				break;
+	while (p->npending) {
+		int r = io_uring_submit_and_wait(&p->ring, 1);
+
+		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+			break;	/* the ring is broken: nothing more will come */
+		reap(p);
+	}
+	run_ready(p);
+	io_uring_queue_exit(&p->ring);
+	p->ring.ring_fd = -1;
+	p->state = P_CLOSED;
+}
