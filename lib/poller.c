@@ -9,6 +9,7 @@
  * dispatch), or a wait would sit in the SQ ring and never park.
  */
 #include "internal.h"
+#include "queue.h"
 #include "ksync/poller.h"
 
 #include <string.h>
@@ -21,7 +22,7 @@ KSYNC_API int ksync_poller_init(struct ksync_poller *p, unsigned entries)
 
 	memset(p, 0, sizeof(*p));
 	p->ring.ring_fd = -1;
-	p->ready_tail = &p->ready;
+	queue_init(&p->queue);
 	if (r)
 		return r;
 	/* Plain ring on purpose: see the header. */
@@ -39,41 +40,9 @@ KSYNC_API int ksync_poller_fd(const struct ksync_poller *p)
 	return p->state == P_CLOSED ? -1 : p->ring.ring_fd;
 }
 
-static void pending_add(struct ksync_poller *p, struct ksync_op *op)
-{
-	op->prev = NULL;
-	op->next = p->pending;
-	if (p->pending)
-		p->pending->prev = op;
-	p->pending = op;
-	p->npending++;
-}
-
-static void pending_del(struct ksync_poller *p, struct ksync_op *op)
-{
-	if (op->prev)
-		op->prev->next = op->next;
-	else
-		p->pending = op->next;
-	if (op->next)
-		op->next->prev = op->prev;
-	p->npending--;
-}
-
-static void ready_add(struct ksync_poller *p, struct ksync_op *op)
-{
-	op->next = NULL;
-	*p->ready_tail = op;
-	p->ready_tail = &op->next;
-}
-
 KSYNC_API unsigned ksync_poller_busy(const struct ksync_poller *p)
 {
-	unsigned n = p->npending;
-
-	for (const struct ksync_op *op = p->ready; op; op = op->next)
-		n++;
-	return n;
+	return queue_busy(&p->queue);
 }
 
 /* Hand queued SQEs to the kernel. On failure they stay queued (the kernel
@@ -100,7 +69,7 @@ KSYNC_API int ksync_poller_start(struct ksync_poller *p, struct ksync_op *op, ks
 	if (r != KSYNC_OP_PENDING)
 		return r;	/* done at once, or not started */
 	op->callback = cb;
-	pending_add(p, op);
+	queue_pending_add(&p->queue, op);
 	/* The wait is queued; an error here leaves it queued for the next
 	 * submit, and the op is pending either way. */
 	submit(p);
@@ -117,48 +86,6 @@ KSYNC_API int ksync_poller_cancel(struct ksync_poller *p, struct ksync_op *op)
 	if (r == 0)
 		submit(p);
 	return r;
-}
-
-/* Feed every posted CQE to its op; move finished ops to the ready list. */
-static unsigned reap(struct ksync_poller *p)
-{
-	struct io_uring_cqe *cqe;
-	unsigned head, seen = 0;
-
-	io_uring_for_each_cqe(&p->ring, head, cqe) {
-		struct ksync_op *op =
-			(struct ksync_op *)(uintptr_t)(cqe->user_data & ~KSYNC_OP_TAG_MASK);
-
-		seen++;
-		if (ksync_op_complete(op, &p->ring, cqe) != 0)
-			continue;	/* still pending (it may have re-armed) */
-		pending_del(p, op);
-		ready_add(p, op);
-	}
-	io_uring_cq_advance(&p->ring, seen);
-	return seen;
-}
-
-/*
- * Run callbacks one at a time, taking each op off the list first: a
- * callback may start ops (never added here: they pend or finish inline) or
- * call ksync_poller_exit, whose own run_ready then finishes this list.
- */
-static int run_ready(struct ksync_poller *p)
-{
-	struct ksync_op *op;
-	int n = 0;
-
-	while ((op = p->ready)) {
-		p->ready = op->next;
-		if (!p->ready)
-			p->ready_tail = &p->ready;
-		op->next = NULL;
-		if (op->callback)
-			op->callback(op);
-		n++;
-	}
-	return n;
 }
 
 KSYNC_API int ksync_poller_dispatch(struct ksync_poller *p)
@@ -182,10 +109,10 @@ KSYNC_API int ksync_poller_dispatch(struct ksync_poller *p)
 				break;
 			}
 		}
-		if (!reap(p))
+		if (!queue_reap(&p->queue, &p->ring))
 			break;
 	}
-	n = run_ready(p);
+	n = queue_run_ready(&p->queue);
 	return err && !n ? err : n;
 }
 
@@ -200,18 +127,18 @@ KSYNC_API void ksync_poller_exit(struct ksync_poller *p)
 	 * CQEs, so the op engine sees the consumed wake and hands it on.
 	 * Closing the ring first would drop it.
 	 */
-	for (struct ksync_op *op = p->pending; op; op = op->next)
+	for (struct ksync_op *op = p->queue.pending; op; op = op->next)
 		while (ksync_op_cancel(op, &p->ring) == -EBUSY)
 			if (submit(p) < 0)
 				break;
-	while (p->npending) {
+	while (p->queue.npending) {
 		int r = io_uring_submit_and_wait(&p->ring, 1);
 
 		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
 			break;	/* the ring is broken: nothing more will come */
-		reap(p);
+		queue_reap(&p->queue, &p->ring);
 	}
-	run_ready(p);
+	queue_run_ready(&p->queue);
 	io_uring_queue_exit(&p->ring);
 	p->ring.ring_fd = -1;
 	p->state = P_CLOSED;

@@ -47,6 +47,15 @@ static inline void sleep_ns(int64_t ns)
 		;
 }
 
+/* Busy-wait @ns: places a racing action more precisely than a sleep. */
+static inline void spin_ns(int64_t ns)
+{
+	int64_t end = ksync_clock_ns(CLOCK_MONOTONIC) + ns;
+
+	while (ksync_clock_ns(CLOCK_MONOTONIC) < end)
+		;
+}
+
 static inline struct timespec in_ns(int64_t ns)
 {
 	struct timespec ts;

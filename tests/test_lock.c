@@ -396,14 +396,6 @@ static void *race_waiter(void *arg)
 	return NULL;
 }
 
-static void spin_ns(int64_t ns)
-{
-	int64_t end = ksync_clock_ns(CLOCK_MONOTONIC) + ns;
-
-	while (ksync_clock_ns(CLOCK_MONOTONIC) < end)
-		;
-}
-
 static void test_cancel_and_timeout_race_wake(void **state)
 {
 	uint64_t seed = 0x9e3779b97f4a7c15ull;

@@ -59,14 +59,6 @@ static int wait_fd(int ep, struct ksync_poller *p, int ms)
 	}									\
 } while (0)
 
-static void spin_ns(int64_t ns)
-{
-	int64_t end = ksync_clock_ns(CLOCK_MONOTONIC) + ns;
-
-	while (ksync_clock_ns(CLOCK_MONOTONIC) < end)
-		;
-}
-
 /* ---- basics and misuse --------------------------------------------------- */
 
 static void test_basics(void **state)

@@ -38,14 +38,6 @@ static sd_event *new_attached(void)
 	}									\
 } while (0)
 
-static void spin_ns(int64_t ns)
-{
-	int64_t end = ksync_clock_ns(CLOCK_MONOTONIC) + ns;
-
-	while (ksync_clock_ns(CLOCK_MONOTONIC) < end)
-		;
-}
-
 /* Call @fn from the loop after @usec (a floating timer source; accuracy 1 µs,
  * as 0 would mean sd-event's default of 250 ms). */
 static void after_us(sd_event *e, uint64_t usec, sd_event_time_handler_t fn, void *data)

@@ -187,14 +187,6 @@ static void *timed_acquire(void *arg)
 	return NULL;
 }
 
-static void spin_ns(int64_t ns)
-{
-	int64_t end = ksync_clock_ns(CLOCK_MONOTONIC) + ns;
-
-	while (ksync_clock_ns(CLOCK_MONOTONIC) < end)
-		;
-}
-
 static void test_cancel_and_timeout_race_wake(void **state)
 {
 	uint64_t seed = 12345;

@@ -20,13 +20,9 @@ extern "C" {
 
 struct ksync_loop {
 	struct io_uring ring;
-	struct ksync_op *pending;		/* ops owed CQEs (doubly linked) */
-	struct ksync_op *ready, **ready_tail;	/* done, callback not yet run */
-	unsigned npending;
+	struct ksync_op_queue queue;
 	int closing;				/* in ksync_loop_exit */
 };
-
-typedef void (*ksync_op_cb)(struct ksync_op *op);
 
 /*
  * ksync_loop_init - set up a ring of @entries SQEs with io_uring @flags

@@ -151,6 +151,17 @@ int ksync_op_cancel(struct ksync_op *op, struct io_uring *ring);
 /* Is the op waiting for CQEs? */
 int ksync_op_pending(const struct ksync_op *op);
 
+/* A driver's callback for a finished op (ksync_loop, ksync_poller). */
+typedef void (*ksync_op_cb)(struct ksync_op *op);
+
+/* A driver's bookkeeping: ops owed CQEs, and finished ops whose callback has
+ * not run yet. Private to the drivers. */
+struct ksync_op_queue {
+	struct ksync_op *pending;		/* doubly linked */
+	struct ksync_op *ready, **ready_tail;	/* FIFO */
+	unsigned npending;
+};
+
 #ifdef __cplusplus
 }
 #endif

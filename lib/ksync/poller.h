@@ -56,14 +56,9 @@ extern "C" {
 
 struct ksync_poller {
 	struct io_uring ring;
-	struct ksync_op *pending;		/* ops owed CQEs (doubly linked) */
-	struct ksync_op *ready, **ready_tail;	/* done, callback not yet run */
-	unsigned npending;
+	struct ksync_op_queue queue;		/* private */
 	int state;				/* private */
 };
-
-/* The same type as in <ksync/loop.h> (C11 allows the repeat). */
-typedef void (*ksync_op_cb)(struct ksync_op *op);
 
 /*
  * ksync_poller_init - set up the poller's ring with @entries SQEs (an op
