@@ -10,7 +10,7 @@
  *
  *   ksync-bench [--quick] [--runs N] [--only CASE[,CASE...]]
  *
- * Cases: lock, contended, wake, sem, broadcast, memory.
+ * Cases: lock, contended, wake, sem, broadcast, memory, poll.
  */
 #include "bench.h"
 
@@ -39,6 +39,39 @@ int usable_cpu(int i)
 		if (CPU_ISSET(cpu, &cpus_allowed) && i-- == 0)
 			return cpu;
 	return -1;
+}
+
+void place(enum placement p, int side)
+{
+	cpu_set_t set;
+
+	if (p == P_FREE)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(usable_cpu(p == P_SPLIT ? side : 0), &set);
+	if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set))
+		die("pthread_setaffinity_np");
+}
+
+void unplace(void)
+{
+	pthread_setaffinity_np(pthread_self(), sizeof(cpus_allowed), &cpus_allowed);
+}
+
+void efd_write(int fd)
+{
+	uint64_t one = 1;
+
+	if (write(fd, &one, sizeof(one)) != sizeof(one))
+		die("eventfd write: %s", strerror(errno));
+}
+
+void efd_read(int fd)
+{
+	uint64_t v;
+
+	if (read(fd, &v, sizeof(v)) != sizeof(v))
+		die("eventfd read: %s", strerror(errno));
 }
 
 void sleep_ns(int64_t ns)
@@ -499,6 +532,7 @@ static const struct {
 	{ "sem", bench_sem },
 	{ "broadcast", bench_broadcast },
 	{ "memory", bench_memory },
+	{ "poll", bench_poll },
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
 

@@ -76,6 +76,17 @@ void busy_ns(int64_t ns);
 extern cpu_set_t cpus_allowed;
 int usable_cpu(int i);
 
+/* Where the two threads of a ping-pong run. */
+enum placement { P_FREE, P_SAME_CPU, P_SPLIT };
+/* Pin the calling thread for @p (@side 0: the pinging thread, 1: the other). */
+void place(enum placement p, int side);
+/* Back to every CPU the process may use. */
+void unplace(void);
+
+/* One eventfd signal, and its wait (blocking read). */
+void efd_write(int fd);
+void efd_read(int fd);
+
 pthread_t spawn(void *(*fn)(void *), void *arg);
 void join(pthread_t t);
 
@@ -202,6 +213,7 @@ void bench_wake(void);
 void bench_sem(void);
 void bench_broadcast(void);
 void bench_memory(void);
+void bench_poll(void);
 
 /* Allocation counters (bench_mem.c); false in sanitizer builds. */
 bool alloc_counting_available(void);

@@ -31,9 +31,6 @@
 
 enum variant { V_KSYNC, V_FUTEX, V_EVENTFD_URING, V_EVENTFD_EPOLL };
 
-/* Where the two threads run. */
-enum placement { P_FREE, P_SAME_CPU, P_SPLIT };
-
 struct pingpong {
 	enum variant variant;
 	enum placement placement;
@@ -100,22 +97,6 @@ static void *answer_futex(struct pingpong *pp)
 	return NULL;
 }
 
-static void efd_write(int fd)
-{
-	uint64_t one = 1;
-
-	if (write(fd, &one, sizeof(one)) != sizeof(one))
-		die("eventfd write: %s", strerror(errno));
-}
-
-static void efd_read(int fd)
-{
-	uint64_t v;
-
-	if (read(fd, &v, sizeof(v)) != sizeof(v))
-		die("eventfd read: %s", strerror(errno));
-}
-
 static void *answer_eventfd_uring(struct pingpong *pp)
 {
 	struct io_uring ring;
@@ -156,25 +137,6 @@ static void *answer_eventfd_epoll(struct pingpong *pp)
 	}
 	close(ep);
 	return NULL;
-}
-
-/* Pin the calling thread to one CPU (@side 0: the pinging thread). */
-static void place(enum placement p, int side)
-{
-	cpu_set_t set;
-	int cpu = usable_cpu(p == P_SPLIT ? side : 0);
-
-	if (p == P_FREE)
-		return;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set))
-		die("pthread_setaffinity_np");
-}
-
-static void unplace(void)
-{
-	pthread_setaffinity_np(pthread_self(), sizeof(cpus_allowed), &cpus_allowed);
 }
 
 static void *answer(void *arg)
