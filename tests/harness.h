@@ -47,6 +47,27 @@ static inline void sleep_ns(int64_t ns)
 		;
 }
 
+/* A thread that takes @lock and holds it until ->release is set. */
+struct holder {
+	struct ksync_lock *lock;
+	int held;	/* set once it owns the lock (or failed: see ret) */
+	int release;
+	int ret;	/* acquire's result, then release's */
+};
+
+static inline void *holder_main(void *arg)
+{
+	struct holder *h = arg;
+
+	h->ret = ksync_lock_acquire(h->lock);
+	__atomic_store_n(&h->held, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&h->release, __ATOMIC_ACQUIRE))
+		sleep_ns(100000);
+	if (!h->ret)
+		h->ret = ksync_lock_release(h->lock);
+	return NULL;
+}
+
 /* Busy-wait @ns: places a racing action more precisely than a sleep. */
 static inline void spin_ns(int64_t ns)
 {

@@ -90,26 +90,6 @@ static int install_filter(unsigned block)
 	return 0;
 }
 
-/* A thread of the child that holds a lock until told to release it. */
-struct holder {
-	struct ksync_lock *lock;
-	int held;
-	int release;
-	int ret;
-};
-
-static void *holder_main(void *arg)
-{
-	struct holder *h = arg;
-
-	h->ret = ksync_lock_acquire(h->lock);
-	__atomic_store_n(&h->held, 1, __ATOMIC_RELEASE);
-	while (!__atomic_load_n(&h->release, __ATOMIC_ACQUIRE))
-		sleep_ns(100000);
-	if (!h->ret)
-		h->ret = ksync_lock_release(h->lock);
-	return NULL;
-}
 
 static int holder_start(struct holder *h, pthread_t *t)
 {

@@ -497,25 +497,6 @@ static void test_defer_taskrun_needs_getevents(void **state)
 	io_uring_queue_exit(&ring);
 }
 
-struct holder {
-	struct ksync_lock *lock;
-	int held;
-	int release;
-	int ret;
-};
-
-static void *holder_main(void *arg)
-{
-	struct holder *h = arg;
-
-	h->ret = ksync_lock_acquire(h->lock);
-	__atomic_store_n(&h->held, 1, __ATOMIC_RELEASE);
-	while (!__atomic_load_n(&h->release, __ATOMIC_ACQUIRE))
-		sleep_ns(100000);
-	if (!h->ret)
-		h->ret = ksync_lock_release(h->lock);
-	return NULL;
-}
 
 static void mark_done(struct ksync_op *op)
 {

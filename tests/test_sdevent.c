@@ -124,23 +124,6 @@ static void test_attach_basics(void **state)
 
 /* ---- thread <-> sd-event ------------------------------------------------- */
 
-struct holder {
-	int held;
-	int go;
-};
-
-static void *hold_lock_until_go(void *arg)
-{
-	struct holder *h = arg;
-
-	assert_int_equal(ksync_lock_acquire(&lock), 0);
-	__atomic_store_n(&h->held, 1, __ATOMIC_RELEASE);
-	while (!__atomic_load_n(&h->go, __ATOMIC_ACQUIRE))
-		sleep_ns(10000);
-	assert_int_equal(ksync_lock_release(&lock), 0);
-	return NULL;
-}
-
 static int release_lock_5(sd_event_source *s, uint64_t usec, void *data)
 {
 	(void)s;
@@ -153,7 +136,7 @@ static int release_lock_5(sd_event_source *s, uint64_t usec, void *data)
 
 static void test_thread_sdevent_lock(void **state)
 {
-	struct holder h = { 0 };
+	struct holder h = { .lock = &lock };
 	struct ksync_op op;
 	sd_event *e;
 	pthread_t t;
@@ -163,7 +146,7 @@ static void test_thread_sdevent_lock(void **state)
 	ksync_lock_init(&lock);
 
 	/* thread -> sd-event callback */
-	t = spawn(hold_lock_until_go, &h);
+	t = spawn(holder_main, &h);
 	wait_until(__atomic_load_n(&h.held, __ATOMIC_ACQUIRE));
 	ksync_op_lock(&op, &lock, 5);
 	ops_done = 0;
@@ -171,9 +154,10 @@ static void test_thread_sdevent_lock(void **state)
 	wait_until(peek(lock.word) & KSYNC_LOCK_CONTENDED);
 	assert_true(sd_event_run(e, 2000) >= 0);
 	assert_int_equal(ops_done, 0);		/* still held: no callback */
-	__atomic_store_n(&h.go, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&h.release, 1, __ATOMIC_RELEASE);
 	sd_run_until(e, ops_done == 1);
 	join(t);
+	assert_int_equal(h.ret, 0);
 	assert_int_equal(op.result, 0);
 	assert_int_equal(peek(lock.owner_token), 5);
 
