@@ -12,12 +12,15 @@
  *
  * Fairness. Parked waiters are woken in the kernel's FIFO order (equal
  * priorities); a woken waiter then competes with new arrivals, which may
- * take the permit first (barging), and parks again at the back if it loses.
- * This version enforces no starvation bound for semaphores; the benchmark
- * suite reports the measured max and p99.9 wait.
+ * take the permit first (barging), and parks again if it loses. Unfairness
+ * is bounded: a woken waiter that has waited KSYNC_SEM_STARVE_NS or more
+ * and still loses marks the semaphore STARVING; from then on each release
+ * reserves its permits for the waiters it wakes, so new arrivals cannot
+ * take them, until a waiter is served within the bound again. The
+ * benchmark suite reports the measured max and p99.9 wait.
  *
  * Word layout: the futex word is the free-permit count (<ksync/word.h>).
- * 12 bytes; KSYNC_SEM_INIT / ksync_sem_init; destroy is optional.
+ * 16 bytes; KSYNC_SEM_INIT / ksync_sem_init; destroy is optional.
  */
 #ifndef KSYNC_SEM_H
 #define KSYNC_SEM_H
@@ -33,11 +36,15 @@ struct ksync_sem {
 	uint32_t word;		/* free permits */
 	uint32_t waiters;	/* threads and ops between announcing and leaving */
 	uint32_t max;		/* 0: unbounded */
+	uint32_t handoff;	/* free permits reserved for woken waiters, | STARVING */
 };
 
-#define KSYNC_SEM_INIT(value)			{ (value), 0, 0 }
-#define KSYNC_SEM_BOUNDED_INIT(value, max)	{ (value), 0, (max) }
-#define KSYNC_SEM_BINARY_INIT(value)		{ (value), 0, 1 }
+#define KSYNC_SEM_INIT(value)			{ (value), 0, 0, 0 }
+#define KSYNC_SEM_BOUNDED_INIT(value, max)	{ (value), 0, (max), 0 }
+#define KSYNC_SEM_BINARY_INIT(value)		{ (value), 0, 1, 0 }
+
+/* A woken waiter that has waited this long starts hand-off mode. */
+#define KSYNC_SEM_STARVE_NS	200000
 
 /*
  * ksync_sem_init - @value free permits; @max 0 for unbounded.

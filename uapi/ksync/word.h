@@ -35,8 +35,9 @@
 
 /*
  * Semaphore word: the number of free permits, nothing else. Waiters park on
- * the value 0; the count of waiters lives beside the word (struct
- * ksync_sem.waiters), not in it.
+ * the count they saw; the count of waiters (struct ksync_sem.waiters) and the
+ * permits reserved for woken waiters (struct ksync_sem.handoff, low 31 bits;
+ * bit 31 = STARVING) live beside the word, not in it.
  */
 #define KSYNC_SEM_VALUE_MAX	0x7fffffffu
 
