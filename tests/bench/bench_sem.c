@@ -251,7 +251,7 @@ void bench_sem(void)
 	note("4: %d permits, hold ~150 ns of work, %lld ms per run. Mixed case by world "
 	     "(medians): threads made %.0f%% of the acquisitions; p99.9 wait threads %s, "
 	     "tasks %s; max wait threads %s, tasks %s (a task's wait includes its turn in "
-	     "its loop). ksync_sem has no starvation bound (see sem.h).",
+	     "its loop). ksync_sem bounds barging with a starvation hand-off (see sem.h).",
 	     PERMITS, (long long)(duration / 1000000), series_median(&share),
 	     fmt_ns(b[0], sizeof(b[0]), series_median(&th999)),
 	     fmt_ns(b[1], sizeof(b[1]), series_median(&tk999)),
