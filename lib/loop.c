@@ -70,20 +70,7 @@ KSYNC_API int ksync_loop_sleep(struct ksync_loop *loop, struct ksync_op *op, int
 
 KSYNC_API int ksync_loop_cancel(struct ksync_loop *loop, struct ksync_op *op)
 {
-	struct io_uring_sqe *sqe;
-
-	if (op->kind != KIND_SLEEP)
-		return ksync_op_cancel(op, &loop->ring);
-	if (!op->inflight || op->cancel)
-		return -EALREADY;
-	sqe = io_uring_get_sqe(&loop->ring);
-	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_timeout_remove(sqe, op->user_data, 0);
-	sqe->user_data = op->user_data | KSYNC_OP_TAG_CANCEL;
-	op->cancel = 1;
-	op->inflight++;
-	return 0;
+	return queue_cancel(&loop->ring, op);
 }
 
 KSYNC_API int ksync_loop_run_once(struct ksync_loop *loop, int wait)
@@ -116,11 +103,6 @@ KSYNC_API int ksync_loop_run(struct ksync_loop *loop)
 KSYNC_API void ksync_loop_exit(struct ksync_loop *loop)
 {
 	loop->closing = 1;
-	for (struct ksync_op *op = loop->queue.pending; op; op = op->next)
-		while (ksync_loop_cancel(loop, op) == -EBUSY)
-			io_uring_submit(&loop->ring);
-	while (loop->queue.npending || loop->queue.ready)
-		if (ksync_loop_run_once(loop, 1) < 0)
-			break;
+	queue_drain(&loop->queue, &loop->ring);
 	io_uring_queue_exit(&loop->ring);
 }

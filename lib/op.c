@@ -20,8 +20,6 @@
 
 enum { ST_IDLE, ST_WAITING, ST_DONE };
 
-void ksync_sem_op_leave(struct ksync_sem *s);
-
 static void op_init(struct ksync_op *op, int kind, void *prim, uint64_t token)
 {
 	memset(op, 0, sizeof(*op));

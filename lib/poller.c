@@ -121,24 +121,7 @@ KSYNC_API void ksync_poller_exit(struct ksync_poller *p)
 	if (p->state != P_OPEN)
 		return;		/* closed, or exit is already under way */
 	p->state = P_CLOSING;
-	/*
-	 * A wait the kernel has already woken may be sitting in the CQ ring,
-	 * or be about to: cancel every op and reap until each has had all its
-	 * CQEs, so the op engine sees the consumed wake and hands it on.
-	 * Closing the ring first would drop it.
-	 */
-	for (struct ksync_op *op = p->queue.pending; op; op = op->next)
-		while (ksync_op_cancel(op, &p->ring) == -EBUSY)
-			if (submit(p) < 0)
-				break;
-	while (p->queue.npending) {
-		int r = io_uring_submit_and_wait(&p->ring, 1);
-
-		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
-			break;	/* the ring is broken: nothing more will come */
-		queue_reap(&p->queue, &p->ring);
-	}
-	queue_run_ready(&p->queue);
+	queue_drain(&p->queue, &p->ring);
 	io_uring_queue_exit(&p->ring);
 	p->ring.ring_fd = -1;
 	p->state = P_CLOSED;

@@ -119,4 +119,48 @@ static inline int queue_run_ready(struct ksync_op_queue *q)
 	return n;
 }
 
+/* Cancel a started op: a ksync op, or a ksync_loop sleep. */
+static inline int queue_cancel(struct io_uring *ring, struct ksync_op *op)
+{
+	struct io_uring_sqe *sqe;
+
+	if (op->kind != KIND_SLEEP)
+		return ksync_op_cancel(op, ring);
+	if (!op->inflight || op->cancel)
+		return -EALREADY;
+	sqe = io_uring_get_sqe(ring);
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_timeout_remove(sqe, op->user_data, 0);
+	sqe->user_data = op->user_data | KSYNC_OP_TAG_CANCEL;
+	op->cancel = 1;
+	op->inflight++;
+	return 0;
+}
+
+/*
+ * Teardown: cancel every pending op and reap until each has had all its
+ * CQEs, then run the callbacks. A wait the kernel has already woken may be
+ * sitting in the CQ ring, or be about to: only once its op has seen that
+ * CQE is the consumed wake handed on. Closing the ring first would drop it.
+ */
+static inline void queue_drain(struct ksync_op_queue *q, struct io_uring *ring)
+{
+	for (struct ksync_op *op = q->pending; op; op = op->next)
+		while (queue_cancel(ring, op) == -EBUSY) {
+			int r = io_uring_submit(ring);	/* make room for the cancel */
+
+			if (r < 0 && r != -EINTR)
+				break;
+		}
+	while (q->npending) {
+		int r = io_uring_submit_and_wait(ring, 1);
+
+		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME)
+			break;	/* the ring is broken: nothing more will come */
+		queue_reap(q, ring);
+	}
+	queue_run_ready(q);
+}
+
 #endif
