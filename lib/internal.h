@@ -11,6 +11,7 @@
 #include "ksync/probe.h"
 #include "ksync/kernel.h"
 #include "ksync/op.h"
+#include "testpoint.h"
 
 #define KSYNC_API __attribute__((visibility("default")))
 
@@ -110,8 +111,7 @@ int ksync_lock_attempt_async(struct ksync_op *op, bool woken, uint32_t *park);
 int ksync_sem_attempt_async(struct ksync_op *op, bool woken, uint32_t *park);
 /* A woken op leaves without taking what it was woken for: hand it on. */
 void ksync_lock_pass_on(struct ksync_lock *l);
-void ksync_sem_pass_on(struct ksync_sem *s);
-/* An async op counted in a semaphore's waiters ends. */
-void ksync_sem_op_leave(struct ksync_sem *s);
+/* An async semaphore op ends without its permit. */
+void ksync_sem_op_abandon(struct ksync_op *op);
 
 #endif

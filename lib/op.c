@@ -93,12 +93,7 @@ static void op_abandon(struct ksync_op *op)
 			ksync_lock_pass_on(op->prim);
 		break;
 	case KSYNC_KIND_SEM:
-		if (op->announced) {
-			ksync_sem_op_leave(op->prim);
-			op->announced = 0;
-		}
-		if (op->woken)
-			ksync_sem_pass_on(op->prim);
+		ksync_sem_op_abandon(op);
 		break;
 	}
 	op->woken = 0;

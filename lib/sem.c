@@ -1,28 +1,50 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Semaphore. The futex word is the free-permit count.
+ * Semaphore (semantics in ksync/sem.h, word layout in ksync/word.h).
+ * The protocol below is modelled in tests/model/sem.pml.
  *
- * No lost wake: a waiter increments `waiters` before it reads the count,
- * and a release adds to the count before it reads `waiters`, both
- * sequentially consistent. So either the release sees the waiter and wakes,
- * or the waiter sees the permit (or its futex wait finds the word changed
- * and returns at once). A waiter that was woken but leaves without a permit
- * (timeout or cancel racing the wake) hands the wake on.
+ * Taking. The word holds F free permits and R permits reserved for woken
+ * waiters. A new arrival takes only from F; a waiter the kernel has just
+ * woken takes from R first, then from F. Either is one CAS on the word, so
+ * the check and the take cannot be separated by other takes and releases.
  *
- * Bounded unfairness: a woken waiter that fails to get a permit after
- * waiting KSYNC_SEM_STARVE_NS marks the semaphore STARVING. A release then
- * reserves the permits it hands to the waiters it wakes: new arrivals only
- * take permits beyond `reserved` (sem->handoff), so the woken waiters, served
- * in the kernel's FIFO order, cannot be barged. Every reservation is backed
- * by a wake the kernel delivered; reservations nobody will use (fewer
- * waiters woken than reserved, a woken waiter leaving) are dropped at once,
- * followed by a wake for anyone who parked meanwhile.
+ * Counting waiters. `waiters` counts the waiters that announced themselves
+ * and have not been woken: a waiter increments it before it reads the word,
+ * and whoever wakes waiters subtracts the number the kernel reports woken.
+ * A woken waiter that has to park again announces itself again first. So a
+ * release never wakes on behalf of a waiter that is already awake (an async
+ * task whose wake CQE is not reaped yet is not counted).
+ *
+ * No lost wake. Whatever adds to F (release, unreserve, pass_on) changes the
+ * word first and then reads `waiters`; a waiter announces first and then
+ * reads the word (all seq_cst). So the adder sees the waiter and wakes it,
+ * or the waiter sees the permit, or the kernel's compare finds the word
+ * changed and the wait returns at once.
+ *
+ * Bounded unfairness. A woken waiter that keeps losing to new arrivals for
+ * KSYNC_SEM_STARVE_NS sets STARVING. Then a release puts its permits, up to
+ * the number of waiters, in R and wakes as many waiters, so new arrivals
+ * cannot take them. Reservations that no waiter was woken for go back to F
+ * at once (unreserve); a woken waiter that leaves without taking (its
+ * timeout or cancel lost the race to the wake) moves one back and wakes
+ * someone in its place (pass_on). A waiter served within the bound clears
+ * STARVING.
  */
 #include "internal.h"
 #include "ksync/sem.h"
 
-#define STARVING	0x80000000u	/* in sem->handoff */
-#define RESERVED_MASK	0x7fffffffu
+#define FREE(v)		((v) & KSYNC_SEM_FREE_MASK)
+#define RESERVED(v)	(((v) & KSYNC_SEM_RESERVED_MASK) / KSYNC_SEM_RESERVED_ONE)
+#define R_ONE		KSYNC_SEM_RESERVED_ONE
+
+#define seq_load(p)		__atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define seq_cas(p, old, new)	__atomic_compare_exchange_n((p), (old), (new), false, \
+							    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)
+
+static inline uint32_t min_u32(uint32_t a, uint32_t b)
+{
+	return a < b ? a : b;
+}
 
 KSYNC_API int ksync_sem_init(struct ksync_sem *s, uint32_t value, uint32_t max)
 {
@@ -31,50 +53,43 @@ KSYNC_API int ksync_sem_init(struct ksync_sem *s, uint32_t value, uint32_t max)
 	store_relaxed(&s->word, value);
 	store_relaxed(&s->waiters, 0);
 	store_relaxed(&s->max, max);
-	store_relaxed(&s->handoff, 0);
+	store_relaxed(&s->flags, 0);
 	return 0;
 }
 
 KSYNC_API int ksync_sem_destroy(struct ksync_sem *s)
 {
-	return load_acquire(&s->waiters) ? -EBUSY : 0;
+	return load_acquire(&s->waiters) || RESERVED(load_acquire(&s->word)) ? -EBUSY : 0;
 }
 
 KSYNC_API uint32_t ksync_sem_value(const struct ksync_sem *s)
 {
-	return load_relaxed(&s->word);
-}
+	uint32_t v = load_relaxed(&s->word);
 
-static uint32_t reserved(struct ksync_sem *s)
-{
-	return __atomic_load_n(&s->handoff, __ATOMIC_SEQ_CST) & RESERVED_MASK;
+	return FREE(v) + RESERVED(v);
 }
 
 /*
- * Take a permit. A waiter that consumed a wake (@woken) may take a reserved
- * one and then uses up a reservation; anyone else only takes permits beyond
- * the reserved ones. On failure *park is the count to sleep on.
+ * Take a permit: from R first if the kernel just woke the caller (@woken),
+ * else only from F. On failure *park is the word value to sleep on.
  */
 static bool take(struct ksync_sem *s, bool woken, uint32_t *park)
 {
-	uint32_t v = load_relaxed(&s->word), h;
+	uint32_t v = seq_load(&s->word), nv;
 
 	for (;;) {
-		if (v == 0 || (!woken && v <= reserved(s))) {
+		if (woken && RESERVED(v))
+			nv = v - R_ONE;
+		else if (FREE(v))
+			nv = v - 1;
+		else {
 			*park = v;
 			return false;
 		}
-		if (cas_acquire(&s->word, &v, v - 1))
-			break;
+		TEST_POINT("sem.take.decided", s);
+		if (cas_acquire(&s->word, &v, nv))
+			return true;
 	}
-	if (woken) {
-		h = load_relaxed(&s->handoff);
-		while ((h & RESERVED_MASK) &&
-		       !__atomic_compare_exchange_n(&s->handoff, &h, h - 1, false,
-						    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
-			;
-	}
-	return true;
 }
 
 KSYNC_API int ksync_sem_try(struct ksync_sem *s)
@@ -84,69 +99,6 @@ KSYNC_API int ksync_sem_try(struct ksync_sem *s)
 	return take(s, false, &park) ? 0 : -EAGAIN;
 }
 
-/*
- * Drop up to @n reservations, then wake up to @n waiters if permits are free:
- * whoever parked while they were reserved can have them now.
- */
-static void hand_on(struct ksync_sem *s, uint32_t n)
-{
-	uint32_t h = load_relaxed(&s->handoff), waiters;
-
-	for (;;) {
-		uint32_t drop = h & RESERVED_MASK;
-
-		if (drop > n)
-			drop = n;
-		if (!drop ||
-		    __atomic_compare_exchange_n(&s->handoff, &h, h - drop, false,
-						__ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
-			break;
-	}
-	waiters = __atomic_load_n(&s->waiters, __ATOMIC_SEQ_CST);
-	if (waiters && __atomic_load_n(&s->word, __ATOMIC_SEQ_CST))
-		wake_traced(&s->word, s, KSYNC_KIND_SEM, (int)(n < waiters ? n : waiters));
-}
-
-KSYNC_API int ksync_sem_release(struct ksync_sem *s, uint32_t n)
-{
-	uint32_t limit = load_relaxed(&s->max), v, waiters, reserve = 0;
-	int woken;
-
-	if (n == 0)
-		return -EINVAL;
-	if (!limit)
-		limit = KSYNC_SEM_VALUE_MAX;
-	/* Starvation mode: reserve the permits for the waiters we will wake,
-	 * before they become visible to new arrivals. */
-	if (__atomic_load_n(&s->handoff, __ATOMIC_SEQ_CST) & STARVING) {
-		waiters = __atomic_load_n(&s->waiters, __ATOMIC_SEQ_CST);
-		reserve = n < waiters ? n : waiters;
-		if (reserve)
-			__atomic_fetch_add(&s->handoff, reserve, __ATOMIC_SEQ_CST);
-	}
-	v = load_relaxed(&s->word);
-	do {
-		if (n > limit || v > limit - n) {
-			if (reserve)
-				hand_on(s, reserve);
-			return -EOVERFLOW;
-		}
-	} while (!__atomic_compare_exchange_n(&s->word, &v, v + n, false, __ATOMIC_SEQ_CST,
-					      __ATOMIC_RELAXED));
-	waiters = __atomic_load_n(&s->waiters, __ATOMIC_SEQ_CST);
-	woken = 0;
-	if (waiters) {
-		uint32_t nr = n < waiters ? n : waiters;
-
-		woken = wake_traced(&s->word, s, KSYNC_KIND_SEM, (int)(nr > reserve ? nr : reserve));
-		if (woken < 0)
-			woken = 0;
-	}
-	if (reserve > (uint32_t)woken)
-		hand_on(s, reserve - (uint32_t)woken);
-	return 0;
-}
-
 static void announce(struct ksync_sem *s)
 {
 	__atomic_fetch_add(&s->waiters, 1, __ATOMIC_SEQ_CST);
@@ -154,23 +106,85 @@ static void announce(struct ksync_sem *s)
 
 static void leave(struct ksync_sem *s)
 {
-	__atomic_fetch_sub(&s->waiters, 1, __ATOMIC_RELEASE);
+	__atomic_fetch_sub(&s->waiters, 1, __ATOMIC_SEQ_CST);
 }
 
-/* A woken waiter failed to get a permit: after waiting too long, ask for
- * hand-offs. A waiter served quickly ends starvation mode. */
-static void note_wait(struct ksync_sem *s, bool served, int64_t waited_ns)
+/* Wake up to @nr counted waiters; uncount those the kernel woke. */
+static uint32_t wake_waiters(struct ksync_sem *s, uint32_t nr)
 {
-	if (!served && waited_ns >= KSYNC_SEM_STARVE_NS)
-		__atomic_fetch_or(&s->handoff, STARVING, __ATOMIC_SEQ_CST);
-	else if (served && waited_ns < KSYNC_SEM_STARVE_NS &&
-		 (load_relaxed(&s->handoff) & STARVING))
-		__atomic_fetch_and(&s->handoff, ~STARVING, __ATOMIC_SEQ_CST);
+	int woken = wake_traced(&s->word, s, KSYNC_KIND_SEM, (int)nr);
+
+	if (woken <= 0)
+		return 0;
+	__atomic_fetch_sub(&s->waiters, (uint32_t)woken, __ATOMIC_SEQ_CST);
+	return (uint32_t)woken;
 }
 
-void ksync_sem_pass_on(struct ksync_sem *s)
+/* Up to @n reservations nobody was woken for become free permits. */
+static void unreserve(struct ksync_sem *s, uint32_t n)
 {
-	hand_on(s, 1);
+	uint32_t v = load_relaxed(&s->word), d, waiters;
+
+	do {
+		d = min_u32(n, RESERVED(v));
+		if (!d)
+			return;	/* woken waiters took them meanwhile */
+	} while (!seq_cas(&s->word, &v, v - d * R_ONE + d));
+	waiters = seq_load(&s->waiters);
+	if (waiters)
+		wake_waiters(s, min_u32(d, waiters));
+}
+
+KSYNC_API int ksync_sem_release(struct ksync_sem *s, uint32_t n)
+{
+	uint32_t limit = load_relaxed(&s->max), v, reserve, waiters, woken = 0;
+
+	if (n == 0)
+		return -EINVAL;
+	if (!limit)
+		limit = KSYNC_SEM_VALUE_MAX;
+	v = load_relaxed(&s->word);
+	do {
+		if (n > limit || FREE(v) + RESERVED(v) > limit - n)
+			return -EOVERFLOW;
+		reserve = 0;
+		if (load_relaxed(&s->flags) & KSYNC_SEM_STARVING)
+			reserve = min_u32(min_u32(n, load_relaxed(&s->waiters)),
+					  KSYNC_SEM_RESERVED_MAX - RESERVED(v));
+	} while (!seq_cas(&s->word, &v, v + (n - reserve) + reserve * R_ONE));
+	TEST_POINT("sem.release.added", s);
+	waiters = seq_load(&s->waiters);
+	if (waiters)
+		woken = wake_waiters(s, min_u32(n, waiters));
+	TEST_POINT("sem.release.woke", s);
+	if (reserve > woken)
+		unreserve(s, reserve - woken);
+	return 0;
+}
+
+/* A woken waiter leaves without taking: give back what its wake was for. */
+static void pass_on(struct ksync_sem *s)
+{
+	uint32_t v = load_relaxed(&s->word);
+
+	while (RESERVED(v) && !seq_cas(&s->word, &v, v - R_ONE + 1))
+		;
+	if (seq_load(&s->waiters) && FREE(seq_load(&s->word)))
+		wake_waiters(s, 1);
+}
+
+/* A woken waiter lost to new arrivals: after too long, ask for hand-offs. */
+static void note_lost(struct ksync_sem *s, int64_t waited_ns)
+{
+	if (waited_ns >= KSYNC_SEM_STARVE_NS && !(load_relaxed(&s->flags) & KSYNC_SEM_STARVING))
+		__atomic_fetch_or(&s->flags, KSYNC_SEM_STARVING, __ATOMIC_RELAXED);
+}
+
+/* A woken waiter was served: within the bound, barging may resume. */
+static void note_served(struct ksync_sem *s, int64_t waited_ns)
+{
+	if (waited_ns < KSYNC_SEM_STARVE_NS && (load_relaxed(&s->flags) & KSYNC_SEM_STARVING))
+		__atomic_fetch_and(&s->flags, ~KSYNC_SEM_STARVING, __ATOMIC_RELAXED);
 }
 
 KSYNC_API int ksync_sem_acquire_until(struct ksync_sem *s, clockid_t clock,
@@ -178,7 +192,7 @@ KSYNC_API int ksync_sem_acquire_until(struct ksync_sem *s, clockid_t clock,
 {
 	uint32_t me, park;
 	int64_t started;
-	bool woken = false;
+	bool woken = false;	/* the kernel woke us, so we are not counted */
 	int r = ksync_check_deadline(clock, deadline);
 
 	if (unlikely(r))
@@ -189,23 +203,34 @@ KSYNC_API int ksync_sem_acquire_until(struct ksync_sem *s, clockid_t clock,
 	started = ksync_mono_ns();
 	trace_wait_begin(s, KSYNC_KIND_SEM, KSYNC_WORLD_THREAD, me);
 	announce(s);
+	TEST_POINT("sem.wait.announced", s);
 	for (;;) {
-		bool got = take(s, woken, &park);
-
-		if (woken)
-			note_wait(s, got, ksync_mono_ns() - started);
-		if (got) {
+		if (take(s, woken, &park)) {
+			if (woken)
+				note_served(s, ksync_mono_ns() - started);
+			else
+				leave(s);
 			r = 0;
 			break;
 		}
+		if (woken) {
+			/* Lost the permit we were woken for: count ourselves
+			 * again before reading the word again. */
+			note_lost(s, ksync_mono_ns() - started);
+			announce(s);
+			woken = false;
+			continue;
+		}
+		TEST_POINT("sem.wait.park", s);
 		r = ksync_futex_wait(&s->word, park, KSYNC_FUTEX_MASK_ANY, clock, deadline);
-		if (r == -ETIMEDOUT || r == -ENOSYS)
-			break;	/* not woken: nothing to hand on */
-		/* 0: woken. -EAGAIN/-EINTR: a wake consumed earlier still counts. */
-		if (r == 0)
+		if (r == 0) {
 			woken = true;
+			TEST_POINT("sem.wait.woken", s);
+		} else if (r != -EAGAIN && r != -EINTR) {
+			leave(s);	/* timed out or failed: not woken, holds nothing */
+			break;
+		}
 	}
-	leave(s);
 	trace_wait_end(s, KSYNC_KIND_SEM, KSYNC_WORLD_THREAD, me, r);
 	return r;
 }
@@ -216,32 +241,43 @@ KSYNC_API int ksync_sem_acquire(struct ksync_sem *s)
 }
 
 /*
- * Async attempts. An op counts itself in `waiters` from its first failed
- * attempt until it takes a permit or ends (op.c then calls
- * ksync_sem_op_leave).
+ * Async attempts: the same steps as a thread, spread over CQEs. The op is
+ * counted in `waiters` while op->announced is set; a wake (@woken) uncounts
+ * it.
  */
 int ksync_sem_attempt_async(struct ksync_op *op, bool woken, uint32_t *park)
 {
 	struct ksync_sem *s = op->prim;
-	bool got;
+	int64_t waited = op->started_ns ? ksync_mono_ns() - op->started_ns : 0;
 
-	if (!op->announced) {
-		if (take(s, false, park))
+	if (woken) {
+		op->announced = 0;
+		TEST_POINT("sem.op.woken", s);
+		if (take(s, true, park)) {
+			note_served(s, waited);
 			return 1;
+		}
+		note_lost(s, waited);
+	} else if (!op->announced && take(s, false, park)) {
+		return 1;
+	}
+	if (!op->announced) {
 		announce(s);
 		op->announced = 1;
 	}
-	got = take(s, woken, park);
-	if (woken && op->started_ns)
-		note_wait(s, got, ksync_mono_ns() - op->started_ns);
-	if (!got)
+	if (!take(s, false, park))
 		return 0;
 	leave(s);
 	op->announced = 0;
 	return 1;
 }
 
-void ksync_sem_op_leave(struct ksync_sem *s)
+/* An async op ends without its permit (op.c). */
+void ksync_sem_op_abandon(struct ksync_op *op)
 {
-	leave(s);
+	if (op->woken)
+		pass_on(op->prim);	/* the waker uncounted it */
+	else if (op->announced)
+		leave(op->prim);
+	op->announced = 0;
 }

@@ -150,7 +150,7 @@ static void test_task_to_thread_and_task(void **state)
 		assert_int_equal(ksync_loop_start(&loop, &op, count_done), 0);
 		assert_int_equal(ksync_loop_run_once(&loop, 0), 0);
 		assert_int_equal(ksync_sem_release(&sem, 1), 0);
-		run_loop_until(&loop, ops_done == 1 || __atomic_load_n(&sem.waiters, __ATOMIC_ACQUIRE) == 1);
+		run_loop_until(&loop, ksync_sem_value(&sem) == 0);
 		assert_int_equal(ksync_sem_release(&sem, 1), 0);
 		run_loop_until(&loop, ops_done == 1);
 		join(t);
@@ -246,10 +246,11 @@ static void test_cancel_and_timeout_race_wake(void **state)
 }
 
 /*
- * Bounded unfairness. Two threads give their permit back and take it again
- * at once, so a parked waiter, woken by each release, keeps finding the
- * permit gone: the semaphore must switch to hand-off mode (a watcher sees
- * STARVING) and the waiter must get its turns, as a thread and as a task.
+ * Bounded unfairness under load. Two threads give their permit back and
+ * take it again at once, so a parked waiter, woken by each release, keeps
+ * finding the permit gone: it must still get its turns, as a thread and as
+ * a task. (Whether hand-off mode was entered depends on timing, so it is
+ * only reported here; test_regress_sem checks the switch deterministically.)
  */
 static int hammer_stop;
 static long starving_seen, reserved_seen;
@@ -258,10 +259,8 @@ static void *watch_handoff(void *arg)
 {
 	(void)arg;
 	while (!__atomic_load_n(&hammer_stop, __ATOMIC_RELAXED)) {
-		uint32_t h = peek(sem.handoff);
-
-		starving_seen += !!(h & 0x80000000u);
-		reserved_seen += !!(h & 0x7fffffffu);
+		starving_seen += !!(peek(sem.flags) & KSYNC_SEM_STARVING);
+		reserved_seen += !!(peek(sem.word) & KSYNC_SEM_RESERVED_MASK);
 		spin_ns(2000);
 	}
 	return NULL;
@@ -317,9 +316,7 @@ static void test_starvation_bound(void **state)
 	join(watcher);
 	print_message("sem starvation: STARVING seen %ld times, reserved permits %ld times\n",
 		      starving_seen, reserved_seen);
-	assert_true(starving_seen > 0);	/* reservations are too brief to count on seeing */
-	assert_idle(1);
-	assert_int_equal(peek(sem.handoff) & 0x7fffffffu, 0);	/* no reservation left */
+	assert_idle(1);		/* also: no reservation left */
 }
 
 int main(void)

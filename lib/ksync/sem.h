@@ -8,18 +8,27 @@
  *
  * Cost. Uncontended acquire is one atomic RMW and no syscall; release is one
  * atomic RMW plus a load, and a futex_wake syscall only when waiters are
- * parked (it wakes at most as many as it released).
+ * asleep: a waiter that has been woken but has not run yet (an io_uring
+ * task whose CQE is not reaped) is no longer counted, so releases do not
+ * wake on its behalf. A release wakes at most as many waiters as it
+ * released permits.
  *
  * Fairness. Parked waiters are woken in the kernel's FIFO order (equal
  * priorities); a woken waiter then competes with new arrivals, which may
  * take the permit first (barging), and parks again if it loses. Unfairness
  * is bounded: a woken waiter that has waited KSYNC_SEM_STARVE_NS or more
- * and still loses marks the semaphore STARVING; from then on each release
- * reserves its permits for the waiters it wakes, so new arrivals cannot
- * take them, until a waiter is served within the bound again. The
+ * and still loses sets STARVING; from then on each release reserves its
+ * permits (in the futex word) for the waiters it wakes, so new arrivals
+ * cannot take them, until a waiter is served within the bound again. The
  * benchmark suite reports the measured max and p99.9 wait.
  *
- * Word layout: the futex word is the free-permit count (<ksync/word.h>).
+ * Loop threads. Do not block a loop's thread in ksync_sem_acquire on a
+ * semaphore that a task of that same loop is waiting for: a release may
+ * wake (and, in hand-off mode, reserve a permit for) the task, which cannot
+ * run while its thread is blocked, so the thread can sleep until its
+ * deadline although a permit was released. Use an async op on that thread.
+ *
+ * Word layout: free and reserved permits in the futex word (<ksync/word.h>).
  * 16 bytes; KSYNC_SEM_INIT / ksync_sem_init; destroy is optional.
  */
 #ifndef KSYNC_SEM_H
@@ -33,10 +42,10 @@ extern "C" {
 #endif
 
 struct ksync_sem {
-	uint32_t word;		/* free permits */
-	uint32_t waiters;	/* threads and ops between announcing and leaving */
-	uint32_t max;		/* 0: unbounded */
-	uint32_t handoff;	/* free permits reserved for woken waiters, | STARVING */
+	uint32_t word;		/* free | reserved << 24 (KSYNC_SEM_* in word.h) */
+	uint32_t waiters;	/* announced and not yet woken by the kernel */
+	uint32_t max;		/* 0: unbounded (KSYNC_SEM_VALUE_MAX) */
+	uint32_t flags;		/* KSYNC_SEM_STARVING */
 };
 
 #define KSYNC_SEM_INIT(value)			{ (value), 0, 0, 0 }
@@ -53,7 +62,8 @@ struct ksync_sem {
  */
 int ksync_sem_init(struct ksync_sem *sem, uint32_t value, uint32_t max);
 
-/* Returns 0, or -EBUSY if waiters are parked (the semaphore is unchanged). */
+/* Returns 0, or -EBUSY if waiters are parked or a woken waiter has not
+ * taken its reserved permit yet (the semaphore is unchanged). */
 int ksync_sem_destroy(struct ksync_sem *sem);
 
 /*
@@ -61,7 +71,9 @@ int ksync_sem_destroy(struct ksync_sem *sem);
  * Returns 0, or:
  *   -ETIMEDOUT  the deadline passed first (tried once even if it already had)
  *   -EINVAL     bad clock or malformed deadline
- *   -ENOSYS     the kernel has no futex2 syscalls (only when it must wait)
+ *   other       the kernel refused the futex wait (e.g. -ENOSYS or -EPERM
+ *               when no futex syscall may be used); only when it must wait
+ * A failed call never holds a permit.
  */
 int ksync_sem_acquire(struct ksync_sem *sem);
 int ksync_sem_acquire_until(struct ksync_sem *sem, clockid_t clock,
@@ -79,7 +91,7 @@ int ksync_sem_try(struct ksync_sem *sem);
  */
 int ksync_sem_release(struct ksync_sem *sem, uint32_t n);
 
-/* Free permits now (a snapshot). */
+/* Permits nobody holds now, reserved ones included (a snapshot). */
 uint32_t ksync_sem_value(const struct ksync_sem *sem);
 
 #ifdef __cplusplus

@@ -34,11 +34,26 @@
 #define KSYNC_LOCK_STARVING	0x8u
 
 /*
- * Semaphore word: the number of free permits, nothing else. Waiters park on
- * the count they saw; the count of waiters (struct ksync_sem.waiters) and the
- * permits reserved for woken waiters (struct ksync_sem.handoff, low 31 bits;
- * bit 31 = STARVING) live beside the word, not in it.
+ * Semaphore word: F | R << 24 | CLOSED << 31.
+ *
+ * F (bits 0-23)   free permits, which anyone may take.
+ * R (bits 24-30)  permits reserved for waiters the kernel has woken; only a
+ *                 woken waiter may take one. Non-zero only in hand-off mode.
+ * CLOSED (bit 31) reserved for close(); always 0 today.
+ *
+ * Every change a waiter could be waiting for changes this word, so a waiter
+ * that decided to park on a stale value gets EAGAIN from the kernel. The
+ * waiters that have announced themselves and not yet been woken are counted
+ * in struct ksync_sem.waiters; the hand-off mode bit lives in its flags.
  */
-#define KSYNC_SEM_VALUE_MAX	0x7fffffffu
+#define KSYNC_SEM_VALUE_MAX	0x00ffffffu	/* most permits F + R can hold */
+#define KSYNC_SEM_FREE_MASK	0x00ffffffu
+#define KSYNC_SEM_RESERVED_ONE	0x01000000u
+#define KSYNC_SEM_RESERVED_MASK	0x7f000000u
+#define KSYNC_SEM_RESERVED_MAX	127u
+#define KSYNC_SEM_CLOSED	0x80000000u
+
+/* struct ksync_sem.flags */
+#define KSYNC_SEM_STARVING	0x1u
 
 #endif
