@@ -185,9 +185,15 @@ static int acquire_slow(struct ksync_lock *l, clockid_t clock, const struct time
 		}
 		if (!started)
 			started = ksync_mono_ns();
+		/* The failed attempt left CONTENDED set, so the wake we used is
+		 * accounted for: the next release wakes again. Only a new wake
+		 * lets us claim a hand-off meant for a woken waiter. */
+		woken = false;
+		TEST_POINT("lock.wait.park", l);
 		r = ksync_futex_wait(&l->word, park, KSYNC_FUTEX_MASK_ANY, clock, deadline);
 		if (r == 0) {
 			woken = true;
+			TEST_POINT("lock.wait.woken", l);
 		} else if (r == -ETIMEDOUT || r == -ENOSYS) {
 			/* The kernel reported no wake, so none was consumed and
 			 * CONTENDED is set for those still parked. */
