@@ -14,7 +14,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <time.h>
+#include <sys/types.h>	/* clockid_t (<time.h> has it only for POSIX) */
+#include <time.h>		/* struct timespec */
 
 #ifdef __cplusplus
 extern "C" {

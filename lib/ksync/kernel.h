@@ -10,7 +10,8 @@
 #define KSYNC_KERNEL_H
 
 #include <stdint.h>
-#include <time.h>
+#include <sys/types.h>	/* clockid_t (<time.h> has it only for POSIX) */
+#include <time.h>		/* struct timespec */
 
 #ifdef __cplusplus
 extern "C" {

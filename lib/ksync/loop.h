@@ -11,6 +11,12 @@
 #ifndef KSYNC_LOOP_H
 #define KSYNC_LOOP_H
 
+/*
+ * Strict ISO C (-std=c11 and no feature macro): liburing 2.3's header then
+ * compiles only if no C library header came before it, because it picks
+ * the feature macros it needs itself. Include this header first, or compile
+ * with -D_POSIX_C_SOURCE=200809L (or -std=gnu11).
+ */
 #include <liburing.h>
 #include "ksync/op.h"
 

@@ -40,8 +40,10 @@
 #ifndef KSYNC_SDEVENT_H
 #define KSYNC_SDEVENT_H
 
-#include <systemd/sd-event.h>
+/* <liburing.h> (through poller.h) first: it must see the C library's
+ * feature macros before anything else does (see ksync/poller.h). */
 #include "ksync/poller.h"
+#include <systemd/sd-event.h>
 
 #ifdef __cplusplus
 extern "C" {
