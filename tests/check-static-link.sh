@@ -21,8 +21,9 @@
 # Prints one "static-link: N passed, N failed" line; exits 1 if any failed.
 #
 #   tests/check-static-link.sh [WORKDIR]     (default: build-install)
+# shellcheck disable=SC2317	# the checks are functions run through check()
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 work=$(realpath -m "${1:-build-install}")
 build=$work/build
