@@ -100,7 +100,9 @@ static void task_acquire(struct task *t)
 
 	ksync_op_lock(&t->lock_op, &lock, token(t));
 	r = ksync_loop_start(t->loop, &t->lock_op, on_locked);
-	if (r)
+	if (r == 0)
+		on_locked(&t->lock_op);	/* it was free: no callback comes */
+	else if (r != KSYNC_OP_PENDING)
 		fail(t->name, "ksync_loop_start", r);
 }
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Event: one-shot flag, broadcast wake. */
-#include "internal.h"
+#include "engine.h"
 #include "ksync/event.h"
 
 #include <limits.h>
@@ -114,10 +114,21 @@ KSYNC_API int ksync_event_wait_any(struct ksync_event *const *events, unsigned n
 	}
 }
 
-int ksync_event_attempt_async(struct ksync_op *op, uint32_t *park)
+static int event_attempt(struct ksync_op *op, bool woken, uint32_t *park)
 {
-	if (announce_waiter(op->prim))
+	(void)woken;	/* a wake is a broadcast: nothing to hand on */
+	if (announce_waiter(op_prim(op)))
 		return 1;
 	*park = KSYNC_EVENT_WAITERS;
 	return 0;
+}
+
+static const struct ksync_waitable event_waitable = {
+	.kind = KSYNC_KIND_EVENT,
+	.attempt = event_attempt,
+};
+
+KSYNC_API void ksync_op_event(struct ksync_op *op, struct ksync_event *event)
+{
+	ksync_op_prepare(op, &event_waitable, event, 0);
 }

@@ -99,19 +99,4 @@ static inline int wake_traced(uint32_t *word, void *prim, int kind, int nr)
 	return n;
 }
 
-/*
- * Per-family hooks used by the async op engine (op.c). Each returns:
- *   1  the op got what it waited for
- *   0  it must wait: *park is the word value to sleep on
- *  <0  an error that ends the op
- * @woken: the op consumed a futex wake since its last attempt.
- */
-int ksync_event_attempt_async(struct ksync_op *op, uint32_t *park);
-int ksync_lock_attempt_async(struct ksync_op *op, bool woken, uint32_t *park);
-int ksync_sem_attempt_async(struct ksync_op *op, bool woken, uint32_t *park);
-/* A woken op leaves without taking what it was woken for: hand it on. */
-void ksync_lock_pass_on(struct ksync_lock *l);
-/* An async semaphore op ends without its permit. */
-void ksync_sem_op_abandon(struct ksync_op *op);
-
 #endif

@@ -11,7 +11,7 @@
  * So if the word reads LOCKED|CONTENDED when the kernel compares it, a wake
  * is still to come, whatever happened in between.
  */
-#include "internal.h"
+#include "engine.h"
 #include "ksync/lock.h"
 
 #define L KSYNC_LOCK_LOCKED
@@ -127,7 +127,7 @@ static void release_word(struct ksync_lock *l)
 		release_contended(l, v);
 }
 
-void ksync_lock_pass_on(struct ksync_lock *l)
+static void pass_on(struct ksync_lock *l)
 {
 	uint32_t v = load_relaxed(&l->word);
 
@@ -282,15 +282,34 @@ KSYNC_API int ksync_lock_release_task(struct ksync_lock *l, uint64_t token)
 	return release_as(l, 0, token);
 }
 
-int ksync_lock_attempt_async(struct ksync_op *op, bool woken, uint32_t *park)
+static int lock_attempt(struct ksync_op *op, bool woken, uint32_t *park)
 {
-	struct ksync_lock *l = op->prim;
-	int64_t waited = op->started_ns ? ksync_mono_ns() - op->started_ns : 0;
+	struct ksync_lock *l = op_prim(op);
+	int64_t started = op_state(op)->started_ns;
+	int64_t waited = started ? ksync_mono_ns() - started : 0;
 
-	if (!op->started_ns && load_relaxed(&l->owner_token) == op->token)
+	if (!started && load_relaxed(&l->owner_token) == op->token)
 		return -EDEADLK;
 	if (!attempt(l, woken, waited, park))
 		return 0;
 	set_owner(l, ksync_self_tid(), op->token);
 	return 1;
+}
+
+static void lock_abandon(struct ksync_op *op, bool woken)
+{
+	if (woken)
+		pass_on(op_prim(op));
+}
+
+static const struct ksync_waitable lock_waitable = {
+	.kind = KSYNC_KIND_LOCK,
+	.needs_token = true,
+	.attempt = lock_attempt,
+	.abandon = lock_abandon,
+};
+
+KSYNC_API void ksync_op_lock(struct ksync_op *op, struct ksync_lock *lock, uint64_t token)
+{
+	ksync_op_prepare(op, &lock_waitable, lock, token);
 }

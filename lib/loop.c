@@ -29,30 +29,33 @@ KSYNC_API int ksync_loop_start(struct ksync_loop *loop, struct ksync_op *op, ksy
 	if (loop->closing)
 		return -ESHUTDOWN;
 	r = ksync_op_start(op, &loop->ring);
-	if (r < 0)
-		return r;
+	if (r == -EBUSY && ksync_op_pending(op) == 0) {
+		/* Our own ring is full: we may submit it, then retry once. */
+		io_uring_submit(&loop->ring);
+		r = ksync_op_start(op, &loop->ring);
+	}
+	if (r != KSYNC_OP_PENDING)
+		return r;	/* done at once (no callback), or not started */
 	op->callback = cb;
-	if (r == 0)
-		queue_ready_add(&loop->queue, op);
-	else
-		queue_pending_add(&loop->queue, op);
-	return 0;
+	queue_pending_add(&loop->queue, op);
+	return KSYNC_OP_PENDING;
 }
 
 KSYNC_API int ksync_loop_sleep(struct ksync_loop *loop, struct ksync_op *op, int64_t ns,
 			       ksync_op_cb cb)
 {
 	void *data = op->data;
+	struct op_state *st = op_state(op);
 	struct io_uring_sqe *sqe;
 
 	if (loop->closing)
 		return -ESHUTDOWN;
 	memset(op, 0, sizeof(*op));
 	op->data = data;
-	op->kind = KIND_SLEEP;
+	st->kind = KIND_SLEEP;
 	op->user_data = (uintptr_t)op;
-	op->deadline.tv_sec = ns / 1000000000;
-	op->deadline.tv_nsec = ns % 1000000000;
+	st->deadline.tv_sec = ns / 1000000000;
+	st->deadline.tv_nsec = ns % 1000000000;
 	sqe = io_uring_get_sqe(&loop->ring);
 	if (!sqe) {
 		io_uring_submit(&loop->ring);
@@ -60,9 +63,9 @@ KSYNC_API int ksync_loop_sleep(struct ksync_loop *loop, struct ksync_op *op, int
 		if (!sqe)
 			return -EBUSY;
 	}
-	io_uring_prep_timeout(sqe, (struct __kernel_timespec *)&op->deadline, 0, 0);
+	io_uring_prep_timeout(sqe, (struct __kernel_timespec *)&st->deadline, 0, 0);
 	sqe->user_data = op->user_data;
-	op->inflight = 1;
+	st->inflight = 1;
 	op->callback = cb;
 	queue_pending_add(&loop->queue, op);
 	return 0;

@@ -1,102 +1,70 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The async op engine: turns "try, else wait on the futex word" into SQEs
- * for the caller's ring, and CQEs back into outcomes.
+ * for the caller's ring, and CQEs back into outcomes. It knows the life of
+ * an op and no primitive: each family's protocol comes in through its
+ * struct ksync_waitable (engine.h).
  *
  * An op only decides once every CQE it is owed has arrived (the wait's, its
  * linked timeout's, a cancel's), so its memory is never reused while the
  * kernel may still post to it. The wait CQE alone says whether a wake was
  * consumed (res 0): a timeout or a cancel that raced the wake loses, and the
- * op then hands the wake on instead of dropping it.
+ * op then hands the wake on (the family's abandon hook) instead of dropping
+ * it.
+ *
+ * ksync never submits the caller's ring: when the SQEs an op needs are not
+ * free, it says so (-EBUSY) and takes nothing.
  */
-#include "internal.h"
+#include "engine.h"
 #include "compat.h"
-#include "ksync/event.h"
-#include "ksync/lock.h"
-#include "ksync/sem.h"
 
 #include <liburing.h>
 #include <string.h>
 
-enum { ST_IDLE, ST_WAITING, ST_DONE };
-
-static void op_init(struct ksync_op *op, int kind, void *prim, uint64_t token)
+void ksync_op_prepare(struct ksync_op *op, const struct ksync_waitable *proto, void *prim,
+		      uint64_t token)
 {
+	struct op_state *st = op_state(op);
+
 	memset(op, 0, sizeof(*op));
-	op->kind = (uint8_t)kind;
-	op->prim = prim;
 	op->token = token;
 	op->user_data = (uintptr_t)op;
-}
-
-KSYNC_API void ksync_op_lock(struct ksync_op *op, struct ksync_lock *lock, uint64_t token)
-{
-	op_init(op, KSYNC_KIND_LOCK, lock, token);
-}
-
-KSYNC_API void ksync_op_sem(struct ksync_op *op, struct ksync_sem *sem)
-{
-	op_init(op, KSYNC_KIND_SEM, sem, 0);
-}
-
-KSYNC_API void ksync_op_event(struct ksync_op *op, struct ksync_event *event)
-{
-	op_init(op, KSYNC_KIND_EVENT, event, 0);
+	st->proto = proto;
+	st->prim = prim;
+	st->kind = proto->kind;
+	st->futex_flags = KSYNC_FUTEX_FLAGS;
 }
 
 KSYNC_API int ksync_op_set_deadline(struct ksync_op *op, clockid_t clock,
 				    const struct timespec *deadline)
 {
+	struct op_state *st = op_state(op);
 	int r = ksync_check_deadline(clock, deadline);
 
 	if (r || !deadline)
 		return r ? r : -EINVAL;
-	if (op->state != ST_IDLE)
+	if (st->state == OP_WAITING)
 		return -EBUSY;
-	op->has_deadline = 1;
-	op->clock_realtime = clock == CLOCK_REALTIME;
-	op->deadline.tv_sec = deadline->tv_sec;
-	op->deadline.tv_nsec = deadline->tv_nsec;
+	st->has_deadline = 1;
+	st->clock_realtime = clock == CLOCK_REALTIME;
+	st->deadline.tv_sec = deadline->tv_sec;
+	st->deadline.tv_nsec = deadline->tv_nsec;
 	return 0;
 }
 
 KSYNC_API int ksync_op_pending(const struct ksync_op *op)
 {
-	return op->state == ST_WAITING;
-}
-
-static uint32_t *op_word(struct ksync_op *op)
-{
-	/* Every primitive starts with its futex word. */
-	return (uint32_t *)op->prim;
-}
-
-static int op_attempt(struct ksync_op *op, bool woken, uint32_t *park)
-{
-	switch (op->kind) {
-	case KSYNC_KIND_EVENT:
-		return ksync_event_attempt_async(op, park);
-	case KSYNC_KIND_LOCK:
-		return ksync_lock_attempt_async(op, woken, park);
-	case KSYNC_KIND_SEM:
-		return ksync_sem_attempt_async(op, woken, park);
-	}
-	return -EINVAL;
+	return op_state_const(op)->state == OP_WAITING;
 }
 
 /* The op ends without what it waited for: give back what it holds. */
 static void op_abandon(struct ksync_op *op)
 {
-	switch (op->kind) {
-	case KSYNC_KIND_LOCK:
-		if (op->woken)
-			ksync_lock_pass_on(op->prim);
-		break;
-	case KSYNC_KIND_SEM:
-		ksync_sem_op_abandon(op);
-		break;
-	}
-	op->woken = 0;
+	struct op_state *st = op_state(op);
+
+	if (st->proto->abandon)
+		st->proto->abandon(op, st->woken);
+	st->woken = 0;
 }
 
 /* Who waits, for the probes: the task token, or the op when it has none. */
@@ -107,76 +75,73 @@ static uint64_t op_who(const struct ksync_op *op)
 
 static int op_finish(struct ksync_op *op, int result)
 {
+	struct op_state *st = op_state(op);
+
 	if (result != 0)
 		op_abandon(op);
-	if (op->started_ns)
-		trace_wait_end(op->prim, op->kind, KSYNC_WORLD_URING, op_who(op), result);
+	if (st->started_ns)
+		trace_wait_end(st->prim, st->kind, KSYNC_WORLD_URING, op_who(op), result);
 	op->result = result;
-	op->state = ST_DONE;
+	st->state = OP_DONE;
 	return 0;
 }
 
 static bool op_deadline_passed(struct ksync_op *op)
 {
-	struct timespec ts = { op->deadline.tv_sec, (long)op->deadline.tv_nsec };
+	struct op_state *st = op_state(op);
+	struct timespec ts = { st->deadline.tv_sec, (long)st->deadline.tv_nsec };
 
-	return op->has_deadline &&
-	       ksync_deadline_passed(op->clock_realtime ? CLOCK_REALTIME : CLOCK_MONOTONIC, &ts);
+	return st->has_deadline &&
+	       ksync_deadline_passed(st->clock_realtime ? CLOCK_REALTIME : CLOCK_MONOTONIC, &ts);
 }
 
-static struct io_uring_sqe *get_sqe(struct io_uring *ring, unsigned need)
-{
-	if (io_uring_sq_space_left(ring) < need) {
-		io_uring_submit(ring);
-		if (io_uring_sq_space_left(ring) < need)
-			return NULL;
-	}
-	return io_uring_get_sqe(ring);
-}
-
-/* Queue the futex wait (and its linked timeout) for op->park. */
+/* Queue the futex wait (and its linked timeout) for st->park. */
 static int op_arm(struct ksync_op *op, struct io_uring *ring)
 {
-	unsigned need = op->has_deadline ? 2 : 1;
-	struct io_uring_sqe *sqe = get_sqe(ring, need);
+	struct op_state *st = op_state(op);
+	unsigned need = st->has_deadline ? 2 : 1;
+	struct io_uring_sqe *sqe;
 
-	if (!sqe)
+	if (io_uring_sq_space_left(ring) < need)
 		return -EBUSY;
-	ksync_prep_futex_wait(sqe, op_word(op), op->park, KSYNC_FUTEX_MASK_ANY,
+	sqe = io_uring_get_sqe(ring);
+	ksync_prep_futex_wait(sqe, (uint32_t *)st->prim, st->park, KSYNC_FUTEX_MASK_ANY,
 			      op->user_data | KSYNC_OP_TAG_WAIT);
-	if (op->has_deadline) {
+	sqe->fd = (int)st->futex_flags;
+	if (st->has_deadline) {
 		sqe->flags |= IOSQE_IO_LINK;
 		sqe = io_uring_get_sqe(ring);
-		io_uring_prep_link_timeout(sqe, (struct __kernel_timespec *)&op->deadline,
+		io_uring_prep_link_timeout(sqe, (struct __kernel_timespec *)&st->deadline,
 					   IORING_TIMEOUT_ABS |
-					   (op->clock_realtime ? IORING_TIMEOUT_REALTIME : 0));
+					   (st->clock_realtime ? IORING_TIMEOUT_REALTIME : 0));
 		sqe->user_data = op->user_data | KSYNC_OP_TAG_TIMEOUT;
 	}
-	if (!op->started_ns) {
-		op->started_ns = ksync_mono_ns();
-		trace_wait_begin(op->prim, op->kind, KSYNC_WORLD_URING, op_who(op));
+	if (!st->started_ns) {
+		st->started_ns = ksync_mono_ns();
+		trace_wait_begin(st->prim, st->kind, KSYNC_WORLD_URING, op_who(op));
 	}
-	op->inflight = (uint8_t)need;
-	op->woken = 0;
-	op->wait_res = 0;
-	op->state = ST_WAITING;
+	st->inflight = (uint8_t)need;
+	st->woken = 0;
+	st->wait_res = 0;
+	st->state = OP_WAITING;
 	return KSYNC_OP_PENDING;
 }
 
 KSYNC_API int ksync_op_start(struct ksync_op *op, struct io_uring *ring)
 {
+	struct op_state *st = op_state(op);
 	int r;
 
-	if (!op->prim || (op->kind == KSYNC_KIND_LOCK && !op->token) ||
+	if (!st->proto || (st->proto->needs_token && !op->token) ||
 	    (op->user_data & KSYNC_OP_TAG_MASK))
 		return -EINVAL;
-	if (op->state == ST_WAITING)
+	if (st->state == OP_WAITING)
 		return -EBUSY;
-	op->state = ST_IDLE;
-	op->started_ns = 0;
-	op->cancel = 0;
-	op->woken = 0;
-	r = op_attempt(op, false, &op->park);
+	st->state = OP_IDLE;
+	st->started_ns = 0;
+	st->cancel = 0;
+	st->woken = 0;
+	r = st->proto->attempt(op, false, &st->park);
 	if (r < 0)
 		return r;
 	if (r == 1)
@@ -188,8 +153,8 @@ KSYNC_API int ksync_op_start(struct ksync_op *op, struct io_uring *ring)
 		r = op_arm(op, ring);
 	if (r < 0) {
 		op_abandon(op);
-		op->state = ST_IDLE;
-		op->started_ns = 0;
+		st->state = OP_IDLE;
+		st->started_ns = 0;
 	}
 	return r;
 }
@@ -197,38 +162,37 @@ KSYNC_API int ksync_op_start(struct ksync_op *op, struct io_uring *ring)
 KSYNC_API int ksync_op_complete(struct ksync_op *op, struct io_uring *ring,
 				const struct io_uring_cqe *cqe)
 {
+	struct op_state *st = op_state(op);
 	uint64_t tag = cqe->user_data & KSYNC_OP_TAG_MASK;
 	int r;
 
-	if (op->state != ST_WAITING || (cqe->user_data & ~KSYNC_OP_TAG_MASK) != op->user_data ||
-	    !op->inflight)
+	if (st->state != OP_WAITING || (cqe->user_data & ~KSYNC_OP_TAG_MASK) != op->user_data ||
+	    !st->inflight)
 		return -EINVAL;
-	op->inflight--;
+	st->inflight--;
 	if (tag == KSYNC_OP_TAG_WAIT) {
-		op->wait_res = cqe->res;
+		st->wait_res = cqe->res;
 		if (cqe->res == 0)
-			op->woken = 1;	/* this op consumed a wake */
+			st->woken = 1;	/* this op consumed a wake */
 	}
 	/* The timeout's and the cancel's own results say nothing the wait's
 	 * does not: -ETIME, -ECANCELED, -ENOENT, -EALREADY or a count. */
-	if (op->inflight)
+	if (st->inflight)
 		return KSYNC_OP_PENDING;
 
-	if (op->cancel)
+	if (st->cancel)
 		return op_finish(op, -ECANCELED);
-	if (op->wait_res == -ECANCELED)	/* the linked timeout, or ring teardown */
-		return op_finish(op, op->has_deadline ? -ETIMEDOUT : -ECANCELED);
-	if (op->wait_res < 0 && op->wait_res != -EAGAIN && op->wait_res != -EINTR)
-		return op_finish(op, op->wait_res);
+	if (st->wait_res == -ECANCELED)	/* the linked timeout, or ring teardown */
+		return op_finish(op, st->has_deadline ? -ETIMEDOUT : -ECANCELED);
+	if (st->wait_res < 0 && st->wait_res != -EAGAIN && st->wait_res != -EINTR)
+		return op_finish(op, st->wait_res);
 
-	r = op_attempt(op, op->woken, &op->park);
-	if (r == 1) {
-		op->woken = 0;
+	r = st->proto->attempt(op, st->woken, &st->park);
+	/* Whatever the attempt did, the wake it was given is accounted for:
+	 * taken, or the attempt re-registered the op as a waiter. */
+	st->woken = 0;
+	if (r == 1)
 		return op_finish(op, 0);
-	}
-	/* A failed attempt re-marks the word as contended, so a consumed wake
-	 * has been accounted for: the next release wakes again. */
-	op->woken = 0;
 	if (r < 0)
 		return op_finish(op, r);
 	if (op_deadline_passed(op))
@@ -241,16 +205,17 @@ KSYNC_API int ksync_op_complete(struct ksync_op *op, struct io_uring *ring,
 
 KSYNC_API int ksync_op_cancel(struct ksync_op *op, struct io_uring *ring)
 {
+	struct op_state *st = op_state(op);
 	struct io_uring_sqe *sqe;
 
-	if (op->state != ST_WAITING || op->cancel)
+	if (st->state != OP_WAITING || st->cancel)
 		return -EALREADY;
-	sqe = get_sqe(ring, 1);
+	sqe = io_uring_get_sqe(ring);
 	if (!sqe)
 		return -EBUSY;
 	io_uring_prep_cancel64(sqe, op->user_data | KSYNC_OP_TAG_WAIT, 0);
 	sqe->user_data = op->user_data | KSYNC_OP_TAG_CANCEL;
-	op->cancel = 1;
-	op->inflight++;
+	st->cancel = 1;
+	st->inflight++;
 	return 0;
 }

@@ -66,6 +66,8 @@ KSYNC_API int ksync_poller_start(struct ksync_poller *p, struct ksync_op *op, ks
 	if (p->state != P_OPEN)
 		return -ESHUTDOWN;
 	r = ksync_op_start(op, &p->ring);
+	if (r == -EBUSY && !ksync_op_pending(op) && submit(p) == 0)
+		r = ksync_op_start(op, &p->ring);	/* our own ring: room made */
 	if (r != KSYNC_OP_PENDING)
 		return r;	/* done at once, or not started */
 	op->callback = cb;

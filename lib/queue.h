@@ -8,7 +8,7 @@
 #define KSYNC_QUEUE_H
 
 #include <liburing.h>
-#include "internal.h"
+#include "engine.h"
 
 /* A sleep is a plain IORING_OP_TIMEOUT of ksync_loop; ksync_op_complete
  * never sees it. */
@@ -59,19 +59,27 @@ static inline unsigned queue_busy(const struct ksync_op_queue *q)
 	return n;
 }
 
-/* Feed one CQE to its op; a finished op moves to the ready list. */
+/*
+ * Feed one CQE to its op; a finished op moves to the ready list. The
+ * driver owns its ring, so it makes room first: an op that must wait again
+ * needs up to two SQEs, and ksync_op_complete never submits.
+ */
 static inline void queue_complete(struct ksync_op_queue *q, struct io_uring *ring,
 				  const struct io_uring_cqe *cqe)
 {
 	struct ksync_op *op = (struct ksync_op *)(uintptr_t)(cqe->user_data & ~KSYNC_OP_TAG_MASK);
+	struct op_state *st = op_state(op);
 
-	if (op->kind == KIND_SLEEP) {
+	if (st->kind == KIND_SLEEP) {
 		if ((cqe->user_data & KSYNC_OP_TAG_MASK) == KSYNC_OP_TAG_WAIT)
 			op->result = cqe->res == -ETIME ? 0 : cqe->res;
-		if (--op->inflight)
+		if (--st->inflight)
 			return;
-	} else if (ksync_op_complete(op, ring, cqe) != 0) {
-		return;	/* still pending (it may have re-armed) */
+	} else {
+		if (io_uring_sq_space_left(ring) < 2)
+			io_uring_submit(ring);
+		if (ksync_op_complete(op, ring, cqe) != 0)
+			return;	/* still pending (it may have re-armed) */
 	}
 	queue_pending_del(q, op);
 	queue_ready_add(q, op);
@@ -122,19 +130,20 @@ static inline int queue_run_ready(struct ksync_op_queue *q)
 /* Cancel a started op: a ksync op, or a ksync_loop sleep. */
 static inline int queue_cancel(struct io_uring *ring, struct ksync_op *op)
 {
+	struct op_state *st = op_state(op);
 	struct io_uring_sqe *sqe;
 
-	if (op->kind != KIND_SLEEP)
+	if (st->kind != KIND_SLEEP)
 		return ksync_op_cancel(op, ring);
-	if (!op->inflight || op->cancel)
+	if (!st->inflight || st->cancel)
 		return -EALREADY;
 	sqe = io_uring_get_sqe(ring);
 	if (!sqe)
 		return -EBUSY;
 	io_uring_prep_timeout_remove(sqe, op->user_data, 0);
 	sqe->user_data = op->user_data | KSYNC_OP_TAG_CANCEL;
-	op->cancel = 1;
-	op->inflight++;
+	st->cancel = 1;
+	st->inflight++;
 	return 0;
 }
 

@@ -30,7 +30,7 @@
  * someone in its place (pass_on). A waiter served within the bound clears
  * STARVING.
  */
-#include "internal.h"
+#include "engine.h"
 #include "ksync/sem.h"
 
 #define FREE(v)		((v) & KSYNC_SEM_FREE_MASK)
@@ -241,43 +241,55 @@ KSYNC_API int ksync_sem_acquire(struct ksync_sem *s)
 }
 
 /*
- * Async attempts: the same steps as a thread, spread over CQEs. The op is
- * counted in `waiters` while op->announced is set; a wake (@woken) uncounts
- * it.
+ * Async ops: the same steps as a thread, spread over CQEs. The op is counted
+ * in `waiters` while its family state says so (COUNTED); a wake uncounts it.
  */
-int ksync_sem_attempt_async(struct ksync_op *op, bool woken, uint32_t *park)
+#define COUNTED(op) (op_state(op)->family[0])
+
+static int sem_attempt(struct ksync_op *op, bool woken, uint32_t *park)
 {
-	struct ksync_sem *s = op->prim;
-	int64_t waited = op->started_ns ? ksync_mono_ns() - op->started_ns : 0;
+	struct ksync_sem *s = op_prim(op);
+	int64_t started = op_state(op)->started_ns;
+	int64_t waited = started ? ksync_mono_ns() - started : 0;
 
 	if (woken) {
-		op->announced = 0;
+		COUNTED(op) = 0;
 		TEST_POINT("sem.op.woken", s);
 		if (take(s, true, park)) {
 			note_served(s, waited);
 			return 1;
 		}
 		note_lost(s, waited);
-	} else if (!op->announced && take(s, false, park)) {
+	} else if (!COUNTED(op) && take(s, false, park)) {
 		return 1;
 	}
-	if (!op->announced) {
+	if (!COUNTED(op)) {
 		announce(s);
-		op->announced = 1;
+		COUNTED(op) = 1;
 	}
 	if (!take(s, false, park))
 		return 0;
 	leave(s);
-	op->announced = 0;
+	COUNTED(op) = 0;
 	return 1;
 }
 
-/* An async op ends without its permit (op.c). */
-void ksync_sem_op_abandon(struct ksync_op *op)
+static void sem_abandon(struct ksync_op *op, bool woken)
 {
-	if (op->woken)
-		pass_on(op->prim);	/* the waker uncounted it */
-	else if (op->announced)
-		leave(op->prim);
-	op->announced = 0;
+	if (woken)
+		pass_on(op_prim(op));	/* the waker uncounted it */
+	else if (COUNTED(op))
+		leave(op_prim(op));
+	COUNTED(op) = 0;
+}
+
+static const struct ksync_waitable sem_waitable = {
+	.kind = KSYNC_KIND_SEM,
+	.attempt = sem_attempt,
+	.abandon = sem_abandon,
+};
+
+KSYNC_API void ksync_op_sem(struct ksync_op *op, struct ksync_sem *sem)
+{
+	ksync_op_prepare(op, &sem_waitable, sem, 0);
 }

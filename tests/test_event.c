@@ -70,7 +70,7 @@ static void *ring_main(void *arg)
 	for (int i = 0; i < rw->tasks; i++) {
 		ksync_op_event(&ops[i], &ev);
 		ops[i].data = &ring_done;
-		assert_int_equal(ksync_loop_start(&loop, &ops[i], count_done), 0);
+		assert_int_equal(loop_start(&loop, &ops[i], count_done), 0);
 		if ((i & 127) == 127)
 			assert_true(ksync_loop_run_once(&loop, 0) >= 0);
 	}
@@ -182,11 +182,11 @@ static void test_async_timeout_cancel(void **state)
 		assert_int_equal(ksync_loop_init(&loop, 8, ring_setups[s]), 0);
 		ksync_op_event(&op, &ev);
 		assert_int_equal(ksync_op_set_deadline(&op, CLOCK_MONOTONIC, &dl), 0);
-		assert_int_equal(ksync_loop_start(&loop, &op, NULL), 0);
+		assert_int_equal(loop_start(&loop, &op, NULL), 0);
 		assert_int_equal(ksync_loop_run(&loop), 0);
 		assert_int_equal(op.result, -ETIMEDOUT);
 		ksync_op_event(&op, &ev);
-		assert_int_equal(ksync_loop_start(&loop, &op, NULL), 0);
+		assert_int_equal(loop_start(&loop, &op, NULL), 0);
 		assert_int_equal(ksync_loop_run_once(&loop, 0), 0);
 		assert_int_equal(ksync_loop_cancel(&loop, &op), 0);
 		assert_int_equal(ksync_loop_run(&loop), 0);

@@ -521,7 +521,7 @@ static void loop_delivers_wake(unsigned flags)
 
 	ksync_op_lock(&op, &lock, 1);
 	op.data = &done;
-	assert_int_equal(ksync_loop_start(&loop, &op, mark_done), 0);
+	assert_int_equal(loop_start(&loop, &op, mark_done), 0);
 	/* Submits the FUTEX_WAIT; the lock is held, so nothing completes. */
 	assert_int_equal(ksync_loop_run_once(&loop, 0), 0);
 	assert_true(ksync_op_pending(&op));
@@ -742,7 +742,7 @@ static int pivot_loop_child(int flags)
 		return PIVOT_SETUP;
 	ksync_op_lock(&op, &pivot_lock, 1);
 	op.data = &done;
-	if (ksync_loop_start(&loop, &op, pivot_mark_done) ||
+	if (loop_start(&loop, &op, pivot_mark_done) ||
 	    ksync_loop_run_once(&loop, 0) != 0 || !ksync_op_pending(&op))
 		return PIVOT_SETUP;
 

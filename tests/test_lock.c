@@ -169,8 +169,8 @@ static void test_task_task_one_ring(void **state)
 		assert_int_equal(ksync_loop_init(&loop, 16, ring_setups[s]), 0);
 		ksync_op_lock(&a, &lock, 1);
 		ksync_op_lock(&b, &lock, 2);
-		assert_int_equal(ksync_loop_start(&loop, &a, count_done), 0);
-		assert_int_equal(ksync_loop_start(&loop, &b, count_done), 0);
+		assert_int_equal(loop_start(&loop, &a, count_done), 0);
+		assert_int_equal(loop_start(&loop, &b, count_done), 0);
 		run_loop_until(&loop, ops_done == 1);
 		assert_int_equal(a.result, 0);
 		assert_true(ksync_op_pending(&b));
@@ -204,7 +204,7 @@ static void *ring_waiter_main(void *arg)
 	assert_int_equal(ksync_loop_init(&loop, 8, rw->setup), 0);
 	ksync_op_lock(&op, &lock, rw->token);
 	ops_done = 0;
-	assert_int_equal(ksync_loop_start(&loop, &op, NULL), 0);
+	assert_int_equal(loop_start(&loop, &op, NULL), 0);
 	__atomic_store_n(&rw->started, 1, __ATOMIC_RELEASE);
 	assert_int_equal(ksync_loop_run(&loop), 0);
 	rw->result = op.result;
@@ -246,7 +246,7 @@ static void test_task_to_thread(void **state)
 		ops_done = 0;
 		assert_int_equal(ksync_loop_init(&loop, 8, ring_setups[s]), 0);
 		ksync_op_lock(&op, &lock, 77);
-		assert_int_equal(ksync_loop_start(&loop, &op, count_done), 0);
+		assert_int_equal(loop_start(&loop, &op, count_done), 0);
 		run_loop_until(&loop, ops_done == 1);
 		assert_int_equal(op.result, 0);
 		t = spawn(blocking_waiter, NULL);
@@ -291,16 +291,16 @@ static void test_deadlock_detection(void **state)
 	reset();
 	assert_int_equal(ksync_loop_init(&loop, 8, 0), 0);
 	ksync_op_lock(&op, &lock, 3);
-	assert_int_equal(ksync_loop_start(&loop, &op, NULL), 0);
+	assert_int_equal(loop_start(&loop, &op, NULL), 0);
 	assert_int_equal(ksync_loop_run(&loop), 0);
 	assert_int_equal(op.result, 0);
 	assert_int_equal(ksync_lock_acquire(&lock), -EDEADLK);
 	/* Same token again: -EDEADLK instead of waiting on itself. */
 	ksync_op_lock(&op, &lock, 3);
-	assert_int_equal(ksync_loop_start(&loop, &op, NULL), -EDEADLK);
+	assert_int_equal(loop_start(&loop, &op, NULL), -EDEADLK);
 	/* Token 0 is not a task. */
 	ksync_op_lock(&op, &lock, 0);
-	assert_int_equal(ksync_loop_start(&loop, &op, NULL), -EINVAL);
+	assert_int_equal(loop_start(&loop, &op, NULL), -EINVAL);
 	assert_int_equal(ksync_lock_release_task(&lock, 3), 0);
 	ksync_loop_exit(&loop);
 	assert_idle();
@@ -322,7 +322,7 @@ static void test_async_timeout_and_cancel(void **state)
 		ksync_op_lock(&op, &lock, 1);
 		dl = in_ns(20000000);
 		assert_int_equal(ksync_op_set_deadline(&op, CLOCK_MONOTONIC, &dl), 0);
-		assert_int_equal(ksync_loop_start(&loop, &op, count_done), 0);
+		assert_int_equal(loop_start(&loop, &op, count_done), 0);
 		assert_int_equal(ksync_loop_run(&loop), 0);
 		assert_int_equal(op.result, -ETIMEDOUT);
 		assert_true(ksync_clock_ns(CLOCK_MONOTONIC) >=
@@ -331,12 +331,12 @@ static void test_async_timeout_and_cancel(void **state)
 		ksync_op_lock(&op, &lock, 1);
 		ksync_deadline_after(&dl, CLOCK_REALTIME, 10000000);
 		assert_int_equal(ksync_op_set_deadline(&op, CLOCK_REALTIME, &dl), 0);
-		assert_int_equal(ksync_loop_start(&loop, &op, count_done), 0);
+		assert_int_equal(loop_start(&loop, &op, count_done), 0);
 		assert_int_equal(ksync_loop_run(&loop), 0);
 		assert_int_equal(op.result, -ETIMEDOUT);
 
 		ksync_op_lock(&op, &lock, 1);
-		assert_int_equal(ksync_loop_start(&loop, &op, count_done), 0);
+		assert_int_equal(loop_start(&loop, &op, count_done), 0);
 		assert_int_equal(ksync_loop_run_once(&loop, 0), 0);
 		assert_int_equal(ksync_loop_cancel(&loop, &op), 0);
 		assert_int_equal(ksync_loop_cancel(&loop, &op), -EALREADY);
@@ -422,7 +422,7 @@ static void test_cancel_and_timeout_race_wake(void **state)
 				assert_int_equal(ksync_op_set_deadline(&op, CLOCK_MONOTONIC, &dl), 0);
 			}
 			ops_done = 0;
-			assert_int_equal(ksync_loop_start(&loop, &op, count_done), 0);
+			assert_int_equal(loop_start(&loop, &op, count_done), 0);
 			assert_true(ksync_loop_run_once(&loop, 0) >= 0);	/* park it first */
 			w = spawn(race_waiter, &r);
 			spin_ns(100000);
@@ -475,7 +475,7 @@ static void test_loop_exit_hands_on(void **state)
 		assert_int_equal(ksync_loop_init(&loop, 8, ring_setups[i % N_RING_SETUPS]), 0);
 		assert_int_equal(ksync_lock_acquire(&lock), 0);
 		ksync_op_lock(&op, &lock, 1);
-		assert_int_equal(ksync_loop_start(&loop, &op, NULL), 0);
+		assert_int_equal(loop_start(&loop, &op, NULL), 0);
 		assert_int_equal(ksync_loop_run_once(&loop, 0), 0);
 		w = spawn(race_waiter, &r);
 		wait_until(peek(lock.word) & KSYNC_LOCK_CONTENDED);
@@ -548,7 +548,7 @@ static void test_starvation_bound(void **state)
 		ksync_op_lock(&op, &lock, 5);
 		dl = in_ns(10000000000LL);
 		assert_int_equal(ksync_op_set_deadline(&op, CLOCK_MONOTONIC, &dl), 0);
-		assert_int_equal(ksync_loop_start(&loop, &op, NULL), 0);
+		assert_int_equal(loop_start(&loop, &op, NULL), 0);
 		assert_int_equal(ksync_loop_run(&loop), 0);
 		assert_int_equal(op.result, 0);
 		assert_int_equal(ksync_lock_release_task(&lock, 5), 0);

@@ -187,7 +187,7 @@ static void *task_main(void *arg)
 	set_role(ROLE_LOOP);
 	assert_int_equal(ksync_loop_init(&loop, 8, 0), 0);
 	ksync_op_sem(&t->op, &sem);
-	assert_int_equal(ksync_loop_start(&loop, &t->op, NULL), 0);
+	assert_int_equal(loop_start(&loop, &t->op, NULL), 0);
 	__atomic_store_n(&t->tid, self_tid(), __ATOMIC_RELEASE);
 	assert_int_equal(ksync_loop_run(&loop), 0);
 	ksync_loop_exit(&loop);

@@ -313,7 +313,7 @@ static void task_acquire(struct task *t)
 {
 	ksync_op_lock(&t->lock_op, &lock, (uintptr_t)t);
 	if (t->loop) {
-		assert_int_equal(ksync_loop_start(t->loop, &t->lock_op, task_locked), 0);
+		assert_int_equal(loop_start(t->loop, &t->lock_op, task_locked), 0);
 	} else {
 		int r = ksync_sdevent_start(&ad, &t->lock_op, task_locked);
 
@@ -441,7 +441,7 @@ static void ring_got_ping(struct ksync_op *op)
 	if (ring_pings < PINGS) {
 		ksync_op_sem(op, &ping);
 		op->data = loop;
-		assert_int_equal(ksync_loop_start(loop, op, ring_got_ping), 0);
+		assert_int_equal(loop_start(loop, op, ring_got_ping), 0);
 	}
 }
 
@@ -454,7 +454,7 @@ static void *ring_pinger(void *arg)
 	assert_int_equal(ksync_loop_init(&loop, 8, setup), 0);
 	ksync_op_sem(&op, &ping);
 	op.data = &loop;
-	assert_int_equal(ksync_loop_start(&loop, &op, ring_got_ping), 0);
+	assert_int_equal(loop_start(&loop, &op, ring_got_ping), 0);
 	assert_int_equal(ksync_loop_run(&loop), 0);
 	ksync_loop_exit(&loop);
 	return NULL;
@@ -515,7 +515,7 @@ static void ring_got_event(struct ksync_op *op)
 	if (++ring_pings < PINGS) {
 		ksync_op_event(op, &pings[ring_pings]);
 		op->data = loop;
-		assert_int_equal(ksync_loop_start(loop, op, ring_got_event), 0);
+		assert_int_equal(loop_start(loop, op, ring_got_event), 0);
 	}
 }
 
@@ -528,7 +528,7 @@ static void *ring_event_pinger(void *arg)
 	assert_int_equal(ksync_loop_init(&loop, 8, setup), 0);
 	ksync_op_event(&op, &pings[0]);
 	op.data = &loop;
-	assert_int_equal(ksync_loop_start(&loop, &op, ring_got_event), 0);
+	assert_int_equal(loop_start(&loop, &op, ring_got_event), 0);
 	assert_int_equal(ksync_loop_run(&loop), 0);
 	ksync_loop_exit(&loop);
 	return NULL;
@@ -903,7 +903,7 @@ static void *ring_wait_then_exit(void *arg)
 
 	assert_int_equal(ksync_loop_init(&loop, 8, re->setup), 0);
 	ksync_op_lock(&op, &lock, 2);
-	assert_int_equal(ksync_loop_start(&loop, &op, NULL), 0);
+	assert_int_equal(loop_start(&loop, &op, NULL), 0);
 	assert_int_equal(ksync_loop_run_once(&loop, 0), 0);
 	__atomic_store_n(&re->parked, 1, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&re->go, __ATOMIC_ACQUIRE))

@@ -99,7 +99,7 @@ static void *ring_acquirers(void *arg)
 	for (int i = 0; i < ra->n; i++) {
 		ksync_op_sem(&ops[i], &sem);
 		ops[i].data = &done;
-		assert_int_equal(ksync_loop_start(&loop, &ops[i], NULL), 0);
+		assert_int_equal(loop_start(&loop, &ops[i], NULL), 0);
 	}
 	assert_true(ksync_loop_run_once(&loop, 0) >= 0);
 	__atomic_store_n(&ra->parked, 1, __ATOMIC_RELEASE);
@@ -147,7 +147,7 @@ static void test_task_to_thread_and_task(void **state)
 		 * releases twice: one permit each. */
 		ksync_op_sem(&op, &sem);
 		ops_done = 0;
-		assert_int_equal(ksync_loop_start(&loop, &op, count_done), 0);
+		assert_int_equal(loop_start(&loop, &op, count_done), 0);
 		assert_int_equal(ksync_loop_run_once(&loop, 0), 0);
 		assert_int_equal(ksync_sem_release(&sem, 1), 0);
 		run_loop_until(&loop, ksync_sem_value(&sem) == 0);
@@ -213,7 +213,7 @@ static void test_cancel_and_timeout_race_wake(void **state)
 				assert_int_equal(ksync_op_set_deadline(&op, CLOCK_MONOTONIC, &dl), 0);
 			}
 			ops_done = 0;
-			assert_int_equal(ksync_loop_start(&loop, &op, count_done), 0);
+			assert_int_equal(loop_start(&loop, &op, count_done), 0);
 			assert_true(ksync_loop_run_once(&loop, 0) >= 0);	/* park it first */
 			w = spawn(timed_acquire, NULL);
 			spin_ns(100000);
@@ -303,7 +303,7 @@ static void test_starvation_bound(void **state)
 		ksync_op_sem(&op, &sem);
 		dl = in_ns(10000000000LL);
 		assert_int_equal(ksync_op_set_deadline(&op, CLOCK_MONOTONIC, &dl), 0);
-		assert_int_equal(ksync_loop_start(&loop, &op, NULL), 0);
+		assert_int_equal(loop_start(&loop, &op, NULL), 0);
 		assert_int_equal(ksync_loop_run(&loop), 0);
 		assert_int_equal(op.result, 0);
 		assert_int_equal(ksync_sem_release(&sem, 1), 0);

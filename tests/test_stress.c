@@ -168,6 +168,8 @@ static void acq_done(struct ksync_op *op)
 
 static void task_next(struct task *t)
 {
+	int r;
+
 	if (t->round++ == ROUNDS) {
 		(*t->finished)++;
 		return;
@@ -184,8 +186,13 @@ static void task_next(struct task *t)
 		ksync_deadline_after(&dl, CLOCK_MONOTONIC, rnd(&t->seed) % 200000);
 		assert_int_equal(ksync_op_set_deadline(&t->acq, CLOCK_MONOTONIC, &dl), 0);
 	}
-	assert_int_equal(ksync_loop_start(t->loop, &t->acq, acq_done), 0);
 	t->acq_busy = true;
+	r = ksync_loop_start(t->loop, &t->acq, acq_done);
+	assert_true(r == 0 || r == KSYNC_OP_PENDING);
+	if (r == 0) {
+		acq_done(&t->acq);	/* finished at once: no callback comes */
+		return;
+	}
 	/* Sometimes arrange a cancel at a random moment. */
 	if (rnd(&t->seed) % 3 == 0) {
 		t->timer.data = t;

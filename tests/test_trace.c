@@ -255,7 +255,7 @@ static void workload(void)
 	dl = in_ns(5000000);
 	assert_int_equal(ksync_op_set_deadline(&op, CLOCK_MONOTONIC, &dl), 0);
 	done = 0;
-	assert_true(ksync_loop_start(&loop, &op, on_done) >= 0);
+	assert_true(loop_start(&loop, &op, on_done) >= 0);
 	run_loop_until(&loop, done);
 	assert_int_equal(op.result, -ETIMEDOUT);
 
@@ -270,7 +270,7 @@ static void workload(void)
 		th[i] = spawn(event_waiter, NULL);
 	ksync_op_event(&op, &event);
 	done = 0;
-	assert_true(ksync_loop_start(&loop, &op, on_done) >= 0);
+	assert_true(loop_start(&loop, &op, on_done) >= 0);
 	assert_false(done);
 	wait_until(peek(started) == EVENT_WAITERS);
 	sleep_ns(10000000);

@@ -46,11 +46,17 @@ int ksync_loop_init(struct ksync_loop *loop, unsigned entries, unsigned flags);
 void ksync_loop_exit(struct ksync_loop *loop);
 
 /*
- * ksync_loop_start - start @op (initialised with ksync_op_*) and call @cb
- * from a later ksync_loop_run* call when it is done, with op->result set.
- * The callback is never called from inside ksync_loop_start.
- * Returns 0, or the errors of ksync_op_start (then @cb is not called), or
- * -ESHUTDOWN from a callback run by ksync_loop_exit.
+ * ksync_loop_start - start @op (initialised with ksync_op_*) on the loop.
+ * Returns:
+ *   0                 the op finished at once, without waiting: op->result
+ *                     holds the outcome and @cb is NOT called (the same
+ *                     convention as ksync_op_start and every other driver;
+ *                     see <ksync/op.h> for the restart idiom)
+ *   KSYNC_OP_PENDING  it waits; @cb is called from a later ksync_loop_run*
+ *                     (or ksync_loop_exit) with op->result set
+ *   -ESHUTDOWN        from a callback run by ksync_loop_exit
+ *   or an error of ksync_op_start (the op is not started, @cb not called).
+ * The loop owns its ring, so a full SQ ring is submitted, not reported.
  */
 int ksync_loop_start(struct ksync_loop *loop, struct ksync_op *op, ksync_op_cb cb);
 

@@ -41,6 +41,27 @@
  *
  * An op is not thread-safe: start, complete and cancel it from the thread
  * that owns its ring.
+ *
+ * ksync never submits your ring: it only fills SQEs. An op needs at most
+ * two free SQEs at a time (a wait and its linked timeout, or a cancel);
+ * when they cannot be had the call says so with -EBUSY and nothing is lost.
+ *
+ * One convention for every driver (ksync_op_start, ksync_loop_start,
+ * ksync_poller_start, ksync_sdevent_start): 0 means the op finished at once
+ * and its callback is NOT called; KSYNC_OP_PENDING means the callback (or
+ * your ksync_op_complete) comes later. A task that takes permits, items or
+ * events one after another restarts its op from its callback; write that as
+ * a loop, not as a recursive call, so a long run of immediate successes
+ * uses constant stack:
+ *
+ *   static void on_permit(struct ksync_op *op)
+ *   {
+ *           do {
+ *                   if (op->result == 0)
+ *                           use_one_permit(op->data);
+ *           } while (want_more(op->data) &&
+ *                    ksync_loop_start(loop, op, on_permit) == 0);
+ *   }
  */
 #ifndef KSYNC_OP_H
 #define KSYNC_OP_H
@@ -67,39 +88,34 @@ struct ksync_event;
 #define KSYNC_OP_TAG_TIMEOUT	1ull
 #define KSYNC_OP_TAG_CANCEL	2ull
 
+/* Size of the private part of struct ksync_op, in 64-bit words. Fixed by
+ * the ABI: a release that needs more must bump the soname. */
+#define KSYNC_OP_PRIVATE_WORDS	16
+
 struct ksync_op {
 	/* Public: */
 	uint64_t user_data;	/* base for the SQEs' user_data (see above) */
-	uint64_t token;		/* task identity; non-zero for lock ops */
+	uint64_t token;		/* task identity; non-zero for ownership ops */
 	void *data;		/* the caller's, untouched by ksync */
 	int result;		/* final outcome once done */
+	int reserved0;		/* 0 */
 
-	/* Private to ksync: */
-	uint8_t kind;
-	uint8_t state;
-	uint8_t woken;
-	uint8_t cancel;
-	uint8_t inflight;	/* CQEs still owed by the kernel */
-	uint8_t has_deadline;
-	uint8_t clock_realtime;
-	uint8_t announced;	/* counted in a semaphore's waiters */
-	uint32_t park;		/* word value the pending wait sleeps on */
-	int wait_res;		/* res of the last wait CQE */
-	void *prim;
-	int64_t started_ns;	/* CLOCK_MONOTONIC when the op first waited */
-	struct {
-		int64_t tv_sec;
-		long long tv_nsec;
-	} deadline;		/* layout of struct __kernel_timespec */
-	/* For drivers (ksync_loop uses them; a framework may too): */
+	/* For drivers (ksync_loop and ksync_poller use them; a framework
+	 * may too): */
 	void (*callback)(struct ksync_op *op);
 	struct ksync_op *next, *prev;
+
+	/* Private to ksync: never read or write it. */
+	uint64_t private_area[KSYNC_OP_PRIVATE_WORDS];
 };
+/* 184 bytes on 64-bit targets, 8-byte aligned. */
 
 /*
- * Initialisers. They reset the whole op (user_data = the op's address, no
- * deadline). @token identifies the task for ownership checks; lock ops need
- * a non-zero token (ksync_op_start returns -EINVAL otherwise).
+ * Initialisers, one per primitive, declared here for the first primitives
+ * (later ones declare theirs in their own header). They reset the whole op
+ * (user_data = the op's address, no deadline). @token identifies the task
+ * for ownership checks; ownership ops need a non-zero token
+ * (ksync_op_start returns -EINVAL otherwise).
  */
 void ksync_op_lock(struct ksync_op *op, struct ksync_lock *lock, uint64_t token);
 void ksync_op_sem(struct ksync_op *op, struct ksync_sem *sem);
@@ -117,9 +133,10 @@ int ksync_op_set_deadline(struct ksync_op *op, clockid_t clock, const struct tim
 /*
  * ksync_op_start - try the op; if it must wait, queue its SQEs on @ring.
  * Returns 0 (done, see op->result), KSYNC_OP_PENDING, or:
- *   -EINVAL      op not initialised, or a lock op with token 0
- *   -EBUSY       the op is already started, or the SQ ring is full even
- *                after a submit (the op is untouched; try again later)
+ *   -EINVAL      op not initialised, or an ownership op with token 0
+ *   -EBUSY       the op is already started, or the SQEs it needs are not free
+ *                (one, two with a deadline; nothing was taken: submit your
+ *                ring and start it again)
  *   -EDEADLK     a lock op whose token already owns the lock
  *   -ENOSYS      the kernel has no futex2 (older than 6.7)
  *   -EOPNOTSUPP  the kernel lacks io_uring futex ops
@@ -132,9 +149,10 @@ int ksync_op_start(struct ksync_op *op, struct io_uring *ring);
  * ksync_op_complete - feed one CQE of @op (routed by user_data).
  * Returns 0 (done, see op->result), KSYNC_OP_PENDING, or:
  *   -EINVAL  the op is not pending or the CQE is not one of its own
- * When the op has to wait again it queues fresh SQEs on @ring; if the SQ
- * ring stays full it ends the op with result -EBUSY (handing on any grant),
- * so an op never hangs.
+ * When the op has to wait again it queues fresh SQEs on @ring; if the
+ * SQEs it needs are not free it ends the op with result -EBUSY (handing on any
+ * grant), so an op never hangs. Drivers keep room so this never happens to
+ * them; a framework should do the same before it feeds a CQE.
  */
 int ksync_op_complete(struct ksync_op *op, struct io_uring *ring, const struct io_uring_cqe *cqe);
 
@@ -145,7 +163,7 @@ int ksync_op_complete(struct ksync_op *op, struct io_uring *ring, const struct i
  * passed to the next waiter, a permit returned), never lost.
  * Returns 0, or:
  *   -EALREADY  the op is not pending or a cancel is already under way
- *   -EBUSY     no SQE could be had; try again
+ *   -EBUSY     no SQE is free; submit your ring and try again
  */
 int ksync_op_cancel(struct ksync_op *op, struct io_uring *ring);
 

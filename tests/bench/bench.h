@@ -56,6 +56,19 @@ static inline long scaled(long full, long min)
 		die("%s: %s", #expr, strerror((int)-_r));			\
 } while (0)
 
+/*
+ * Start @op on @loop. Returns true if it finished at once: the driver then
+ * calls no callback and the caller handles op->result itself, in a loop
+ * rather than by recursion (see <ksync/op.h>). Dies on an error.
+ */
+static inline bool loop_start_done(struct ksync_loop *loop, struct ksync_op *op, ksync_op_cb cb)
+{
+	int r = ksync_loop_start(loop, op, cb);
+
+	check(r);
+	return r == 0;
+}
+
 /* Progress goes to stderr so that stdout carries only the table. */
 #define progress(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } while (0)
 

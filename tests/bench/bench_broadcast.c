@@ -65,7 +65,8 @@ static void *ring_thread(void *arg)
 	check(ksync_loop_init(&rw->loop, 4096, cfg.ring_flags));
 	for (int i = 0; i < rw->nops; i++) {
 		ksync_op_event(&rw->ops[i], &ev);
-		check(ksync_loop_start(&rw->loop, &rw->ops[i], waiter_cb));
+		if (loop_start_done(&rw->loop, &rw->ops[i], waiter_cb))
+			waiter_cb(&rw->ops[i]);
 	}
 	/* Submitting parks every FUTEX_WAIT in the kernel before we report in. */
 	check(ksync_loop_run_once(&rw->loop, 0));

@@ -157,7 +157,8 @@ static struct {
 
 static void task_cb(struct ksync_op *op);
 
-static void task_start(struct mtask *t, enum phase p)
+/* Start the task's op for phase @p; true if it finished at once. */
+static bool task_start(struct mtask *t, enum phase p)
 {
 	switch (p) {
 	case P_LOCK:
@@ -173,10 +174,11 @@ static void task_start(struct mtask *t, enum phase p)
 		die("bad phase");
 	}
 	t->op.data = (void *)(uintptr_t)p;
-	check(ksync_loop_start(&m.loop, &t->op, task_cb));
 	m.async_waits++;
-	if (ksync_op_pending(&t->op))
-		m.async_parked++;
+	if (loop_start_done(&m.loop, &t->op, task_cb))
+		return true;
+	m.async_parked++;
+	return false;
 }
 
 static void task_cb(struct ksync_op *op)
@@ -184,6 +186,7 @@ static void task_cb(struct ksync_op *op)
 	struct mtask *t = (struct mtask *)op;
 	enum phase p = (enum phase)(uintptr_t)op->data;
 
+next:
 	if (op->result)
 		die("op: %s", strerror(-op->result));
 	switch (p) {
@@ -202,8 +205,8 @@ static void task_cb(struct ksync_op *op)
 	default:
 		break;
 	}
-	if (--t->left)
-		task_start(t, p);
+	if (--t->left && task_start(t, p))
+		goto next;	/* done at once: no callback, loop instead of recursing */
 }
 
 static void *loop_thread(void *arg)
@@ -217,7 +220,8 @@ static void *loop_thread(void *arg)
 
 		for (int i = 0; i < ntasks; i++) {
 			m.tasks[i].left = m.rounds;
-			task_start(&m.tasks[i], p);
+			if (task_start(&m.tasks[i], p))
+				task_cb(&m.tasks[i].op);
 		}
 		check(ksync_loop_run(&m.loop));
 		pthread_barrier_wait(&m.phase);

@@ -59,14 +59,15 @@ static void task_cb(struct ksync_op *op)
 {
 	struct pingpong *pp = op->data;
 
-	if (op->result)
-		die("event op: %s", strerror(-op->result));
-	ksync_event_set(&pp->pong[pp->i]);
-	if (++pp->i == pp->n)
-		return;
-	ksync_op_event(op, &pp->ping[pp->i]);
-	op->data = pp;
-	check(ksync_loop_start(&pp->loop, op, task_cb));
+	do {
+		if (op->result)
+			die("event op: %s", strerror(-op->result));
+		ksync_event_set(&pp->pong[pp->i]);
+		if (++pp->i == pp->n)
+			return;
+		ksync_op_event(op, &pp->ping[pp->i]);
+		op->data = pp;
+	} while (loop_start_done(&pp->loop, op, task_cb));
 }
 
 static void *answer_ksync(struct pingpong *pp)
@@ -76,7 +77,8 @@ static void *answer_ksync(struct pingpong *pp)
 	pp->i = 0;
 	ksync_op_event(&pp->op, &pp->ping[0]);
 	pp->op.data = pp;
-	check(ksync_loop_start(&pp->loop, &pp->op, task_cb));
+	if (loop_start_done(&pp->loop, &pp->op, task_cb))
+		task_cb(&pp->op);
 	check(ksync_loop_run_once(&pp->loop, 0));
 	pthread_barrier_wait(&pp->ready);
 	check(ksync_loop_run(&pp->loop));

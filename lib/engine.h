@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The async op engine's view of an op, and what a primitive family gives
+ * the engine: its waiter protocol. Not installed.
+ *
+ * A family describes itself with one struct ksync_waitable and points its
+ * ops at it in its ksync_op_NAME() initialiser (ksync_op_prepare). The
+ * engine (op.c) and the drivers never name a primitive.
+ */
+#ifndef KSYNC_ENGINE_H
+#define KSYNC_ENGINE_H
+
+#include "internal.h"
+
+struct ksync_waitable {
+	uint8_t kind;		/* KSYNC_KIND_*, for the probes */
+	bool needs_token;	/* ownership: start refuses token 0 */
+	/*
+	 * One attempt. @woken: the op consumed a futex wake since its last
+	 * attempt (its wait CQE had res 0). Returns 1 when the op got what it
+	 * waits for, 0 when it must wait (then *park is the value of the
+	 * futex word to sleep on), or a negative errno that ends the op.
+	 */
+	int (*attempt)(struct ksync_op *op, bool woken, uint32_t *park);
+	/*
+	 * The op ends without what it waited for (cancelled, timed out,
+	 * failed), after every CQE it was owed has arrived. @woken: it
+	 * consumed a wake that it will not use; hand that on. Optional.
+	 */
+	void (*abandon)(struct ksync_op *op, bool woken);
+};
+
+/* The private part of struct ksync_op. */
+struct op_state {
+	const struct ksync_waitable *proto;	/* NULL: a driver's own op */
+	void *prim;
+	int64_t started_ns;	/* CLOCK_MONOTONIC when it first waited; 0 before */
+	struct {
+		int64_t tv_sec;
+		long long tv_nsec;
+	} deadline;		/* layout of struct __kernel_timespec */
+	uint32_t park;		/* word value the pending wait sleeps on */
+	uint32_t futex_flags;	/* FUTEX2_* for every wait of this op */
+	int wait_res;		/* res of the last wait CQE */
+	uint8_t kind;		/* proto->kind, or a driver's own kind */
+	uint8_t state;		/* OP_IDLE, OP_WAITING, OP_DONE */
+	uint8_t woken;		/* the last wait CQE had res 0 */
+	uint8_t cancel;		/* a cancel SQE is in flight */
+	uint8_t inflight;	/* CQEs still owed by the kernel */
+	uint8_t has_deadline;
+	uint8_t clock_realtime;
+	uint64_t family[2];	/* the primitive family's per-op state */
+};
+
+enum { OP_IDLE, OP_WAITING, OP_DONE };
+
+_Static_assert(sizeof(struct op_state) <= sizeof(((struct ksync_op *)0)->private_area),
+	       "struct op_state must fit in struct ksync_op's private area");
+
+static inline struct op_state *op_state(struct ksync_op *op)
+{
+	return (struct op_state *)(void *)op->private_area;
+}
+
+static inline const struct op_state *op_state_const(const struct ksync_op *op)
+{
+	return (const struct op_state *)(const void *)op->private_area;
+}
+
+/* What a family's ksync_op_NAME() calls: reset @op to wait on @prim. */
+void ksync_op_prepare(struct ksync_op *op, const struct ksync_waitable *proto, void *prim,
+		      uint64_t token);
+
+/* The primitive an op waits on, for the family's hooks. */
+static inline void *op_prim(struct ksync_op *op)
+{
+	return op_state(op)->prim;
+}
+
+#endif
