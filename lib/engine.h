@@ -12,16 +12,24 @@
 
 #include "internal.h"
 
+/* Where an op that must wait sleeps: a futex word and its expected value. */
+struct ksync_park {
+	uint32_t *word;		/* preset to the primitive's own word */
+	uint32_t value;
+};
+
 struct ksync_waitable {
 	uint8_t kind;		/* KSYNC_KIND_*, for the probes */
 	bool needs_token;	/* ownership: start refuses token 0 */
 	/*
 	 * One attempt. @woken: the op consumed a futex wake since its last
 	 * attempt (its wait CQE had res 0). Returns 1 when the op got what it
-	 * waits for, 0 when it must wait (then *park is the value of the
-	 * futex word to sleep on), or a negative errno that ends the op.
+	 * waits for, 0 when it must wait (then park->value is the value to
+	 * sleep on; park->word, preset to the primitive's futex word, may be
+	 * pointed at another word, e.g. a condition's lock), or a negative
+	 * errno that ends the op.
 	 */
-	int (*attempt)(struct ksync_op *op, bool woken, uint32_t *park);
+	int (*attempt)(struct ksync_op *op, bool woken, struct ksync_park *park);
 	/*
 	 * The op ends without what it waited for (cancelled, timed out,
 	 * failed), after every CQE it was owed has arrived. @woken: it
@@ -39,7 +47,7 @@ struct op_state {
 		int64_t tv_sec;
 		long long tv_nsec;
 	} deadline;		/* layout of struct __kernel_timespec */
-	uint32_t park;		/* word value the pending wait sleeps on */
+	struct ksync_park park;	/* where the pending wait sleeps */
 	uint32_t futex_flags;	/* FUTEX2_* for every wait of this op */
 	int wait_res;		/* res of the last wait CQE */
 	uint8_t kind;		/* proto->kind, or a driver's own kind */
@@ -49,7 +57,7 @@ struct op_state {
 	uint8_t inflight;	/* CQEs still owed by the kernel */
 	uint8_t has_deadline;
 	uint8_t clock_realtime;
-	uint64_t family[2];	/* the primitive family's per-op state */
+	uint64_t family[4];	/* the primitive family's per-op state */
 };
 
 enum { OP_IDLE, OP_WAITING, OP_DONE };

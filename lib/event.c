@@ -114,12 +114,12 @@ KSYNC_API int ksync_event_wait_any(struct ksync_event *const *events, unsigned n
 	}
 }
 
-static int event_attempt(struct ksync_op *op, bool woken, uint32_t *park)
+static int event_attempt(struct ksync_op *op, bool woken, struct ksync_park *park)
 {
 	(void)woken;	/* a wake is a broadcast: nothing to hand on */
 	if (announce_waiter(op_prim(op)))
 		return 1;
-	*park = KSYNC_EVENT_WAITERS;
+	park->value = KSYNC_EVENT_WAITERS;
 	return 0;
 }
 

@@ -282,7 +282,7 @@ KSYNC_API int ksync_lock_release_task(struct ksync_lock *l, uint64_t token)
 	return release_as(l, 0, token);
 }
 
-static int lock_attempt(struct ksync_op *op, bool woken, uint32_t *park)
+static int lock_attempt(struct ksync_op *op, bool woken, struct ksync_park *park)
 {
 	struct ksync_lock *l = op_prim(op);
 	int64_t started = op_state(op)->started_ns;
@@ -290,7 +290,7 @@ static int lock_attempt(struct ksync_op *op, bool woken, uint32_t *park)
 
 	if (!started && load_relaxed(&l->owner_token) == op->token)
 		return -EDEADLK;
-	if (!attempt(l, woken, waited, park))
+	if (!attempt(l, woken, waited, &park->value))
 		return 0;
 	set_owner(l, ksync_self_tid(), op->token);
 	return 1;

@@ -95,6 +95,16 @@ static bool op_deadline_passed(struct ksync_op *op)
 	       ksync_deadline_passed(st->clock_realtime ? CLOCK_REALTIME : CLOCK_MONOTONIC, &ts);
 }
 
+/* One attempt of the family's protocol; the park word defaults to the
+ * primitive's own (every primitive starts with its futex word). */
+static int op_attempt(struct ksync_op *op, bool woken)
+{
+	struct op_state *st = op_state(op);
+
+	st->park.word = (uint32_t *)st->prim;
+	return st->proto->attempt(op, woken, &st->park);
+}
+
 /* Queue the futex wait (and its linked timeout) for st->park. */
 static int op_arm(struct ksync_op *op, struct io_uring *ring)
 {
@@ -105,7 +115,7 @@ static int op_arm(struct ksync_op *op, struct io_uring *ring)
 	if (io_uring_sq_space_left(ring) < need)
 		return -EBUSY;
 	sqe = io_uring_get_sqe(ring);
-	ksync_prep_futex_wait(sqe, (uint32_t *)st->prim, st->park, KSYNC_FUTEX_MASK_ANY,
+	ksync_prep_futex_wait(sqe, st->park.word, st->park.value, KSYNC_FUTEX_MASK_ANY,
 			      op->user_data | KSYNC_OP_TAG_WAIT);
 	sqe->fd = (int)st->futex_flags;
 	if (st->has_deadline) {
@@ -141,7 +151,7 @@ KSYNC_API int ksync_op_start(struct ksync_op *op, struct io_uring *ring)
 	st->started_ns = 0;
 	st->cancel = 0;
 	st->woken = 0;
-	r = st->proto->attempt(op, false, &st->park);
+	r = op_attempt(op, false);
 	if (r < 0)
 		return r;
 	if (r == 1)
@@ -187,7 +197,7 @@ KSYNC_API int ksync_op_complete(struct ksync_op *op, struct io_uring *ring,
 	if (st->wait_res < 0 && st->wait_res != -EAGAIN && st->wait_res != -EINTR)
 		return op_finish(op, st->wait_res);
 
-	r = st->proto->attempt(op, st->woken, &st->park);
+	r = op_attempt(op, st->woken);
 	/* Whatever the attempt did, the wake it was given is accounted for:
 	 * taken, or the attempt re-registered the op as a waiter. */
 	st->woken = 0;

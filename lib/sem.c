@@ -246,8 +246,9 @@ KSYNC_API int ksync_sem_acquire(struct ksync_sem *s)
  */
 #define COUNTED(op) (op_state(op)->family[0])
 
-static int sem_attempt(struct ksync_op *op, bool woken, uint32_t *park)
+static int sem_attempt(struct ksync_op *op, bool woken, struct ksync_park *where)
 {
+	uint32_t *park = &where->value;
 	struct ksync_sem *s = op_prim(op);
 	int64_t started = op_state(op)->started_ns;
 	int64_t waited = started ? ksync_mono_ns() - started : 0;

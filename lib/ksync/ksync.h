@@ -5,6 +5,7 @@
 
 #include "ksync/word.h"
 #include "ksync/probe.h"
+#include "ksync/attr.h"
 #include "ksync/kernel.h"
 #include "ksync/op.h"
 #include "ksync/event.h"
