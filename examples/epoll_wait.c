@@ -5,7 +5,8 @@
  * A thread holds a lock for 50 ms and then sets an event. The epoll loop
  * waits for both without blocking: each wait is an IORING_OP_FUTEX_WAIT on
  * the poller's ring, and the loop only watches the ring's fd. Exit code 0 if
- * both waits completed as expected.
+ * both waits completed as expected, 1 if not, 2 if this machine cannot run
+ * io_uring futex waits (it says what is missing).
  */
 #include <ksync/ksync.h>
 #include <ksync/poller.h>
@@ -21,12 +22,21 @@ static struct ksync_lock lock = KSYNC_LOCK_INIT;
 static struct ksync_event held = KSYNC_EVENT_INIT;
 static struct ksync_event ready = KSYNC_EVENT_INIT;
 static int done;
+static int holder_error;
 
 static void *holder(void *arg)
 {
+	int r;
+
 	(void)arg;
-	ksync_lock_acquire(&lock);
-	ksync_event_set(&held);
+	r = ksync_lock_acquire(&lock);
+	if (r) {
+		fprintf(stderr, "holder: ksync_lock_acquire: %s\n", strerror(-r));
+		holder_error = r;
+	}
+	ksync_event_set(&held);		/* even on error: main must not hang */
+	if (r)
+		return NULL;
 	usleep(50000);
 	ksync_lock_release(&lock);	/* wakes the loop's lock op */
 	usleep(50000);
@@ -34,11 +44,26 @@ static void *holder(void *arg)
 	return NULL;
 }
 
+/* What ksync_require() reported missing, in words. */
+static const char *missing(int err)
+{
+	switch (err) {
+	case -EPERM:
+		return "io_uring is disabled (sysctl kernel.io_uring_disabled) or refused by seccomp";
+	case -ENOSYS:
+		return "the kernel has no io_uring (or refuses futex syscalls)";
+	case -EOPNOTSUPP:
+		return "io_uring lacks the futex operations (Linux 6.7 or later needed)";
+	default:
+		return strerror(-err);
+	}
+}
+
 static void on_lock(struct ksync_op *op)
 {
 	printf("lock op: %s\n", op->result ? strerror(-op->result) : "got the lock");
-	if (op->result == 0)
-		ksync_lock_release_task(&lock, op->token);
+	if (op->result == 0 && ksync_lock_release_task(&lock, op->token))
+		op->result = -EPERM;	/* not ours after all: report it at exit */
 	done++;
 }
 
@@ -59,25 +84,48 @@ int main(void)
 
 	r = ksync_poller_init(&poller, 16);
 	if (r) {
-		fprintf(stderr, "ksync_poller_init: %s\n", strerror(-r));
-		return 1;
+		fprintf(stderr, "epoll_wait: cannot run io_uring futex waits here: %s (%s)\n",
+			missing(r), strerror(-r));
+		return 2;
 	}
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	e.data.ptr = &poller;
-	epoll_ctl(ep, EPOLL_CTL_ADD, ksync_poller_fd(&poller), &e);
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, ksync_poller_fd(&poller), &e)) {
+		perror("epoll");
+		return 1;
+	}
 
-	pthread_create(&t, NULL, holder, NULL);
-	ksync_event_wait(&held);		/* the thread holds the lock now */
+	r = pthread_create(&t, NULL, holder, NULL);
+	if (r) {
+		fprintf(stderr, "pthread_create: %s\n", strerror(r));
+		return 1;
+	}
+	r = ksync_event_wait(&held);		/* the thread holds the lock now */
+	if (r || holder_error) {
+		fprintf(stderr, "waiting for the holder: %s\n", strerror(r ? -r : -holder_error));
+		return 1;
+	}
 
 	ksync_op_lock(&lock_op, &lock, 1);	/* task token 1 */
 	ksync_op_event(&ready_op, &ready);
-	ksync_op_set_deadline(&ready_op, CLOCK_MONOTONIC,
-			      ksync_deadline_after(&deadline, CLOCK_MONOTONIC, 2000000000));
+	r = ksync_deadline_after(&deadline, CLOCK_MONOTONIC, 2000000000);
+	if (r == 0)
+		r = ksync_op_set_deadline(&ready_op, CLOCK_MONOTONIC, &deadline);
+	if (r) {
+		fprintf(stderr, "deadline: %s\n", strerror(-r));
+		return 1;
+	}
 	/* 0 would mean "done at once, no callback"; not the case here. */
-	if (ksync_poller_start(&poller, &lock_op, on_lock) == 0)
+	r = ksync_poller_start(&poller, &lock_op, on_lock);
+	if (r == 0)
 		on_lock(&lock_op);
-	if (ksync_poller_start(&poller, &ready_op, on_ready) == 0)
+	else if (r < 0)
+		fprintf(stderr, "ksync_poller_start: %s\n", strerror(-r));
+	r = ksync_poller_start(&poller, &ready_op, on_ready);
+	if (r == 0)
 		on_ready(&ready_op);
+	else if (r < 0)
+		fprintf(stderr, "ksync_poller_start: %s\n", strerror(-r));
 
 	while (done < 2) {
 		int n = epoll_wait(ep, &e, 1, 5000);
@@ -90,7 +138,11 @@ int main(void)
 			fprintf(stderr, "epoll_wait: %s\n", n ? strerror(errno) : "timed out");
 			break;
 		}
-		ksync_poller_dispatch(e.data.ptr);
+		r = ksync_poller_dispatch(e.data.ptr);
+		if (r < 0 && r != -EINTR) {
+			fprintf(stderr, "ksync_poller_dispatch: %s\n", strerror(-r));
+			break;
+		}
 	}
 
 	pthread_join(t, NULL);

@@ -15,7 +15,8 @@
  * done, on SIGINT/SIGTERM, or after a 5 s watchdog. Detaching the adapter
  * then cancels the callbacks still waiting. Exit code 0 if every permit was
  * accounted for exactly once (consumed, or left in the semaphore after an
- * early stop by a signal), 1 otherwise.
+ * early stop by a signal), 1 otherwise, 2 if this machine cannot run
+ * io_uring futex waits (it says what is missing).
  */
 #include <ksync/ksync.h>
 #include <ksync/sdevent.h>
@@ -52,6 +53,21 @@ static double ms(void)
 	return (now.tv_sec - t0.tv_sec) * 1e3 + (now.tv_nsec - t0.tv_nsec) / 1e6;
 }
 
+/* What ksync_require() reported missing, in words. */
+static const char *missing(int err)
+{
+	switch (err) {
+	case -EPERM:
+		return "io_uring is disabled (sysctl kernel.io_uring_disabled) or refused by seccomp";
+	case -ENOSYS:
+		return "the kernel has no io_uring (or refuses futex syscalls)";
+	case -EOPNOTSUPP:
+		return "io_uring lacks the futex operations (Linux 6.7 or later needed)";
+	default:
+		return strerror(-err);
+	}
+}
+
 /* ---- the worker threads (the blocking world) ---- */
 
 static void *worker(void *arg)
@@ -65,8 +81,10 @@ static void *worker(void *arg)
 		struct timespec work = { 0, (1000 + 500 * ((id + j) % 4)) * 1000L };
 
 		nanosleep(&work, NULL);			/* "the job" */
-		atomic_fetch_add(&released, 1);
-		ksync_sem_release(&finished, 1);	/* wakes one waiting callback */
+		/* Wakes one waiting callback. It cannot overflow here (an
+		 * unbounded count), but an example checks every return. */
+		if (ksync_sem_release(&finished, 1) == 0)
+			atomic_fetch_add(&released, 1);
 	}
 	printf("%8.3f ms  worker %d finished %d jobs\n", ms(), id, JOBS);
 	if (atomic_fetch_add(&workers_done, 1) + 1 == NWORKERS)
@@ -99,10 +117,14 @@ static void on_permit(struct ksync_op *op);
 static int consumer_wait(struct consumer *c)
 {
 	struct timespec deadline;
+	int r;
 
 	ksync_op_sem(&c->op, &finished);
-	ksync_op_set_deadline(&c->op, CLOCK_MONOTONIC,
-			      ksync_deadline_after(&deadline, CLOCK_MONOTONIC, 1000000000));
+	r = ksync_deadline_after(&deadline, CLOCK_MONOTONIC, 1000000000);
+	if (r == 0)
+		r = ksync_op_set_deadline(&c->op, CLOCK_MONOTONIC, &deadline);
+	if (r)
+		return r;
 	return ksync_sdevent_start(&adapter, &c->op, on_permit);
 }
 
@@ -205,15 +227,26 @@ int main(void)
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
 	r = sd_event_new(&loop);
-	if (r >= 0)
-		r = ksync_sdevent_attach(&adapter, loop);
 	if (r < 0) {
-		fprintf(stderr, "setup: %s\n", strerror(-r));
+		fprintf(stderr, "sd_event_new: %s\n", strerror(-r));
 		return 1;
 	}
-	sd_event_add_signal(loop, NULL, SIGINT, on_signal, NULL);
-	sd_event_add_signal(loop, NULL, SIGTERM, on_signal, NULL);
-	sd_event_add_time_relative(loop, NULL, CLOCK_MONOTONIC, 5000000, 1000, on_watchdog, NULL);
+	r = ksync_sdevent_attach(&adapter, loop);
+	if (r < 0) {
+		fprintf(stderr, "sd_service: cannot run io_uring futex waits here: %s (%s)\n",
+			missing(r), strerror(-r));
+		return 2;
+	}
+	r = sd_event_add_signal(loop, NULL, SIGINT, on_signal, NULL);
+	if (r >= 0)
+		r = sd_event_add_signal(loop, NULL, SIGTERM, on_signal, NULL);
+	if (r >= 0)
+		r = sd_event_add_time_relative(loop, NULL, CLOCK_MONOTONIC, 5000000, 1000,
+					       on_watchdog, NULL);
+	if (r < 0) {
+		fprintf(stderr, "sd-event sources: %s\n", strerror(-r));
+		return 1;
+	}
 
 	ksync_op_event(&up_op, &up);
 	await(&up_op, on_up);
@@ -222,12 +255,21 @@ int main(void)
 	for (int i = 0; i < NCONSUMERS; i++) {
 		consumers[i].id = i;
 		r = consumer_wait(&consumers[i]);
-		if (r == 0)
+		if (r == 0) {
 			on_permit(&consumers[i].op);
+		} else if (r < 0) {
+			fprintf(stderr, "consumer %d: start: %s\n", i, strerror(-r));
+			errors++;
+		}
 	}
 
-	for (int i = 0; i < NWORKERS; i++)
-		pthread_create(&workers[i], NULL, worker, (void *)(intptr_t)i);
+	for (int i = 0; i < NWORKERS; i++) {
+		r = pthread_create(&workers[i], NULL, worker, (void *)(intptr_t)i);
+		if (r) {
+			fprintf(stderr, "pthread_create: %s\n", strerror(r));
+			return 1;
+		}
+	}
 
 	code = sd_event_loop(loop);
 

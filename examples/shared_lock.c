@@ -11,10 +11,13 @@
  *
  * Every holder prints a line when it gets the lock; the program checks that
  * no two holders were ever inside at once and exits 1 if anything failed.
+ * On a machine without io_uring futex waits it says what is missing and
+ * exits 2 before starting anything.
  */
 #include <ksync/ksync.h>
 #include <ksync/loop.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -67,6 +70,21 @@ static void enter(const char *who, int round)
 static void leave(void)
 {
 	atomic_fetch_sub(&inside, 1);
+}
+
+/* What ksync_require() reported missing, in words. */
+static const char *missing(int err)
+{
+	switch (err) {
+	case -EPERM:
+		return "io_uring is disabled (sysctl kernel.io_uring_disabled) or refused by seccomp";
+	case -ENOSYS:
+		return "the kernel has no io_uring (or refuses futex syscalls)";
+	case -EOPNOTSUPP:
+		return "io_uring lacks the futex operations (Linux 6.7 or later needed)";
+	default:
+		return strerror(-err);
+	}
 }
 
 /* How long to hold the lock: 100-500 µs, varying a little. */
@@ -138,7 +156,9 @@ static void on_locked(struct ksync_op *op)
 	if (r) {
 		fail(t->name, "ksync_loop_sleep", r);
 		leave();
-		ksync_lock_release_task(&lock, token(t));
+		r = ksync_lock_release_task(&lock, token(t));
+		if (r)
+			fail(t->name, "ksync_lock_release_task", r);
 	}
 }
 
@@ -219,9 +239,23 @@ int main(void)
 	static struct loop_thread loops[NLOOPS];
 	pthread_t threads[NTHREADS];
 	int total, expected = NLOOPS * NTASKS * ROUNDS + NTHREADS * ROUNDS;
+	int r;
+
+	/* Threads block with futex(2) on any Linux; the loops need io_uring's
+	 * futex operations. Say so, rather than fail half-way. */
+	r = ksync_require(KSYNC_FEAT_FUTEX | KSYNC_FEAT_URING_FUTEX);
+	if (r) {
+		fprintf(stderr, "shared_lock: cannot run io_uring tasks here: %s (%s)\n",
+			missing(r), strerror(-r));
+		return 2;
+	}
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	pthread_barrier_init(&start_line, NULL, NLOOPS + NTHREADS);
+	r = pthread_barrier_init(&start_line, NULL, NLOOPS + NTHREADS);
+	if (r) {
+		fprintf(stderr, "pthread_barrier_init: %s\n", strerror(r));
+		return 1;
+	}
 
 	for (int i = 0; i < NLOOPS; i++) {
 		loops[i].id = i;
@@ -229,10 +263,19 @@ int main(void)
 		loops[i].flags = i % 2 ? 0 : IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
 		printf("loop %d: %d tasks on a ring with flags %s\n", i, NTASKS,
 		       loops[i].flags ? "SINGLE_ISSUER|DEFER_TASKRUN" : "0");
-		pthread_create(&loops[i].tid, NULL, loop_main, &loops[i]);
+		r = pthread_create(&loops[i].tid, NULL, loop_main, &loops[i]);
+		if (r) {
+			fprintf(stderr, "pthread_create: %s\n", strerror(r));
+			return 1;	/* the others wait at the barrier forever */
+		}
 	}
-	for (int i = 0; i < NTHREADS; i++)
-		pthread_create(&threads[i], NULL, thread_main, (void *)(intptr_t)i);
+	for (int i = 0; i < NTHREADS; i++) {
+		r = pthread_create(&threads[i], NULL, thread_main, (void *)(intptr_t)i);
+		if (r) {
+			fprintf(stderr, "pthread_create: %s\n", strerror(r));
+			return 1;
+		}
+	}
 
 	for (int i = 0; i < NLOOPS; i++)
 		pthread_join(loops[i].tid, NULL);

@@ -64,7 +64,10 @@ KSYNC_API int ksync_event_wait_until(struct ksync_event *ev, clockid_t clock,
 		}
 		r = ksync_futex_wait(&ev->word, KSYNC_EVENT_WAITERS, KSYNC_FUTEX_MASK_ANY,
 				     clock, deadline);
-		if (r == -ETIMEDOUT || r == -ENOSYS) {
+		/* Woken, or the word changed, or a signal: look again. Any
+		 * other answer (-ETIMEDOUT, a refused syscall) ends the wait:
+		 * retrying it would spin. */
+		if (r != 0 && r != -EAGAIN && r != -EINTR) {
 			if (ksync_event_is_set(ev))
 				r = 0;
 			break;
@@ -98,6 +101,9 @@ KSYNC_API int ksync_event_wait_any(struct ksync_event *const *events, unsigned n
 			.flags = KSYNC_FUTEX_FLAGS,
 		};
 	}
+	/* One event needs no futex_waitv: this works on every kernel. */
+	if (n == 1)
+		return ksync_event_wait_until(events[0], clock, deadline);
 	for (;;) {
 		/* Events are sticky, so any index the kernel reports (or a wake
 		 * it counted but did not report) is re-derived from the words. */
@@ -105,7 +111,9 @@ KSYNC_API int ksync_event_wait_any(struct ksync_event *const *events, unsigned n
 			if (announce_waiter(events[i]))
 				return (int)i;
 		r = ksync_futex_waitv(w, n, clock, deadline);
-		if (r == -ETIMEDOUT || r == -ENOSYS) {
+		/* As in wait_until: only a wake, a changed word or a signal is
+		 * retried; -ENOSYS (no futex_waitv) ends the call at once. */
+		if (r < 0 && r != -EAGAIN && r != -EINTR) {
 			for (unsigned i = 0; i < n; i++)
 				if (ksync_event_is_set(events[i]))
 					return (int)i;

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The kernel layer: futex2 syscalls, io_uring futex SQEs, feature probing,
- * clocks and the cached thread id. Nothing else in ksync talks to the kernel
- * directly.
+ * The kernel layer: futex syscalls (futex2, or the classic futex(2) where
+ * futex2 is missing or refused), io_uring futex SQEs, feature probing,
+ * clocks and the cached thread id. Nothing else in ksync talks to the
+ * kernel directly.
  */
 #include "internal.h"
 #include "compat.h"
 
 #include <liburing.h>
 #include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -41,22 +43,42 @@ KSYNC_API int64_t ksync_clock_ns(clockid_t clock)
 {
 	struct timespec ts;
 
-	clock_gettime(clock, &ts);
+	if (clock_gettime(clock, &ts))
+		return -EINVAL;
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 int64_t ksync_mono_ns(void)
 {
-	return ksync_clock_ns(CLOCK_MONOTONIC);
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-KSYNC_API struct timespec *ksync_deadline_after(struct timespec *ts, clockid_t clock, int64_t ns)
+KSYNC_API int ksync_deadline_after(struct timespec *ts, clockid_t clock, int64_t ns)
 {
-	int64_t at = ksync_clock_ns(clock) + (ns > 0 ? ns : 0);
+	struct timespec now;
 
-	ts->tv_sec = at / 1000000000;
-	ts->tv_nsec = at % 1000000000;
-	return ts;
+	if (!ts)
+		return -EINVAL;
+	if ((clock != CLOCK_MONOTONIC && clock != CLOCK_REALTIME) || clock_gettime(clock, &now)) {
+		/* Malformed on purpose: every ksync wait refuses it (-EINVAL),
+		 * so a caller that ignored this error cannot wait on garbage. */
+		ts->tv_sec = 0;
+		ts->tv_nsec = -1;
+		return -EINVAL;
+	}
+	if (ns < 0)
+		ns = 0;
+	/* In (s, ns) form, so no ns value can overflow. */
+	ts->tv_sec = now.tv_sec + ns / 1000000000;
+	ts->tv_nsec = now.tv_nsec + ns % 1000000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+	return 0;
 }
 
 bool ksync_deadline_passed(clockid_t clock, const struct timespec *deadline)
@@ -93,34 +115,90 @@ uint32_t ksync_fetch_tid(void)
 	return ksync_cached_tid;
 }
 
-/* ---- futex2 syscalls ---------------------------------------------------- */
+/* ---- futex syscalls ----------------------------------------------------- */
+
+/*
+ * Threads wait with futex2 (futex_wait/futex_wake, Linux 6.7) until the
+ * kernel refuses it: ENOSYS (an older kernel, valgrind before 3.22) or
+ * EPERM (a seccomp profile). From then on, for the life of the process,
+ * they use the classic futex(2): FUTEX_WAIT_BITSET with an absolute
+ * deadline (FUTEX_CLOCK_REALTIME for CLOCK_REALTIME) and FUTEX_WAKE_BITSET,
+ * private exactly when the futex2 flags are. For a 32-bit word both reach
+ * the same kernel futex, so futex2 waiters, classic waiters and io_uring
+ * FUTEX_WAITs wake each other. ENOSYS and EPERM are the only answers
+ * cached, and they cannot change during the life of a process.
+ * futex_waitv (Linux 5.16) has no classic equivalent: see
+ * ksync_futex_waitv().
+ */
+static int futex_classic;
 
 static int syscall_result(long r)
 {
 	return r < 0 ? -errno : (int)r;
 }
 
+static bool refused(int r)
+{
+	return r == -ENOSYS || r == -EPERM;
+}
+
+static int classic_op(int cmd, unsigned flags2, clockid_t clock)
+{
+	if (flags2 & KSYNC_FUTEX2_PRIVATE)
+		cmd |= FUTEX_PRIVATE_FLAG;
+	if (clock == CLOCK_REALTIME)
+		cmd |= FUTEX_CLOCK_REALTIME;
+	return cmd;
+}
+
+static int futex_wait_flags(uint32_t *word, uint32_t expected, uint32_t mask, unsigned flags,
+			    clockid_t clock, const struct timespec *deadline)
+{
+	int r;
+
+	if (likely(!load_relaxed(&futex_classic))) {
+		r = syscall_result(syscall(SYS_futex_wait, word, (unsigned long)expected,
+					   (unsigned long)mask, flags, deadline, clock));
+		if (likely(!refused(r)))
+			return r;
+		store_relaxed(&futex_classic, 1);
+	}
+	return syscall_result(syscall(SYS_futex, word, classic_op(FUTEX_WAIT_BITSET, flags, clock),
+				      expected, deadline, NULL, mask));
+}
+
+static int futex_wake_flags(uint32_t *word, uint32_t mask, int nr, unsigned flags)
+{
+	int r;
+
+	if (likely(!load_relaxed(&futex_classic))) {
+		r = syscall_result(syscall(SYS_futex_wake, word, (unsigned long)mask, nr, flags));
+		if (likely(!refused(r)))
+			return r;
+		store_relaxed(&futex_classic, 1);
+	}
+	/* No clock flag: FUTEX_WAKE_BITSET refuses FUTEX_CLOCK_REALTIME. */
+	return syscall_result(syscall(SYS_futex, word,
+				      classic_op(FUTEX_WAKE_BITSET, flags, CLOCK_MONOTONIC),
+				      nr, NULL, NULL, mask));
+}
+
 KSYNC_API int ksync_futex_wait(uint32_t *word, uint32_t expected, uint32_t mask,
 			       clockid_t clock, const struct timespec *deadline)
 {
-	struct timespec ts;
 	int err = ksync_check_deadline(clock, deadline);
 
 	if (err)
 		return err;
-	if (deadline)
-		ts = *deadline; /* struct timespec == __kernel_timespec on 64-bit */
-	return syscall_result(syscall(SYS_futex_wait, word, (unsigned long)expected,
-				      (unsigned long)mask, KSYNC_FUTEX_FLAGS,
-				      deadline ? &ts : NULL, clock));
+	/* struct timespec == __kernel_timespec on the 64-bit targets. */
+	return futex_wait_flags(word, expected, mask, KSYNC_FUTEX_FLAGS, clock, deadline);
 }
 
 KSYNC_API int ksync_futex_wake(uint32_t *word, uint32_t mask, int nr)
 {
 	if (nr < 0)
 		return -EINVAL;
-	return syscall_result(syscall(SYS_futex_wake, word, (unsigned long)mask, nr,
-				      KSYNC_FUTEX_FLAGS));
+	return futex_wake_flags(word, mask, nr, KSYNC_FUTEX_FLAGS);
 }
 
 KSYNC_API int ksync_futex_waitv(struct ksync_futex_waitv *waiters, unsigned nr,
@@ -175,9 +253,21 @@ KSYNC_API void ksync_prep_futex_waitv(struct io_uring_sqe *sqe,
 
 /* ---- feature probing ---------------------------------------------------- */
 
-static unsigned features;
-static int uring_error;	/* why KSYNC_FEAT_URING is missing */
-static pthread_once_t features_once = PTHREAD_ONCE_INIT;
+/*
+ * Only answers that cannot change during the life of a process are
+ * cached: whether a syscall exists (ENOSYS) or is refused (EPERM: seccomp,
+ * kernel.io_uring_disabled), and which opcodes io_uring has. A ring setup
+ * that failed for want of memory or descriptors (ENOMEM, EMFILE, ENFILE...)
+ * is reported as it is and tried again by the next call.
+ */
+static struct {
+	int futex, futex2, waitv;	/* 0 (works) or the refusal */
+	int done;
+} fx;
+
+/* 1: io_uring with the futex opcodes; -EOPNOTSUPP: without them;
+ * -ENOSYS / -EPERM: no io_uring; 0: not known yet. */
+static int uring_known;
 
 #ifndef PR_FUTEX_HASH
 #define PR_FUTEX_HASH			78
@@ -218,55 +308,126 @@ static void settle_private_futex_hash(void)
 	__atomic_store_n(&futex_hash_settled, 1, __ATOMIC_RELEASE);
 }
 
-static void probe_features(void)
+static void probe_futex(void)
 {
-	uint32_t dummy = 0;
-	struct io_uring ring;
-	struct io_uring_probe *probe;
+	uint32_t word = 1;
 	int r;
 
-	/* Waking nobody is harmless and tells whether the syscall exists. */
-	if (ksync_futex_wake(&dummy, KSYNC_FUTEX_MASK_ANY, 0) >= 0)
-		features |= KSYNC_FEAT_FUTEX2;
+	if (likely(load_acquire(&fx.done)))
+		return;
+	r = syscall_result(syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 0, NULL, NULL, 0));
+	fx.futex = r < 0 ? r : 0;
+	/* futex2 needs both calls: a word that differs makes the wait return. */
+	r = syscall_result(syscall(SYS_futex_wake, &word, (unsigned long)KSYNC_FUTEX_MASK_ANY,
+				   0, KSYNC_FUTEX_FLAGS));
+	if (r >= 0)
+		r = syscall_result(syscall(SYS_futex_wait, &word, 0ul,
+					   (unsigned long)KSYNC_FUTEX_MASK_ANY, KSYNC_FUTEX_FLAGS,
+					   NULL, CLOCK_MONOTONIC));
+	fx.futex2 = r == -EAGAIN || r >= 0 ? 0 : r;
+	if (refused(fx.futex2))
+		store_relaxed(&futex_classic, 1);
+	/* No waiters is -EINVAL from a kernel that has the call. */
+	r = syscall_result(syscall(SYS_futex_waitv, NULL, 0, 0, NULL, CLOCK_MONOTONIC));
+	fx.waitv = r == -EINVAL ? 0 : r < 0 ? r : 0;
+	store_release(&fx.done, 1);
+}
 
+/* Does io_uring have the futex opcodes? 0, -EOPNOTSUPP, or a transient error. */
+static int probe_uring_ops(struct io_uring *ring)
+{
+	union {
+		struct io_uring_probe p;
+		char room[sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op)];
+	} u;
+	int r;
+
+	memset(&u, 0, sizeof(u));
+	r = io_uring_register_probe(ring, &u.p, 256);
+	if (r == -EINVAL)
+		return -EOPNOTSUPP;	/* no IORING_REGISTER_PROBE: older than 5.6 */
+	if (r < 0)
+		return r;
+	if (io_uring_opcode_supported(&u.p, IORING_OP_FUTEX_WAIT) &&
+	    io_uring_opcode_supported(&u.p, IORING_OP_FUTEX_WAKE) &&
+	    io_uring_opcode_supported(&u.p, IORING_OP_FUTEX_WAITV))
+		return 0;
+	return -EOPNOTSUPP;
+}
+
+/* 0: io_uring with futex ops; -EOPNOTSUPP: io_uring without them; or why
+ * there is no io_uring (-ENOSYS, -EPERM, or a transient -ENOMEM...). */
+static int probe_uring(void)
+{
+	struct io_uring ring;
+	int r = load_acquire(&uring_known);
+
+	if (likely(r))
+		return r > 0 ? 0 : r;
 	r = io_uring_queue_init(2, &ring, 0);
 	if (r < 0) {
-		uring_error = r == -ENOSYS ? -ENOSYS : -EPERM;
-		return;
+		if (refused(r))
+			store_release(&uring_known, r);
+		return r;
 	}
-	features |= KSYNC_FEAT_URING;
-	probe = io_uring_get_probe_ring(&ring);
-	if (probe && io_uring_opcode_supported(probe, IORING_OP_FUTEX_WAIT) &&
-	    io_uring_opcode_supported(probe, IORING_OP_FUTEX_WAKE) &&
-	    io_uring_opcode_supported(probe, IORING_OP_FUTEX_WAITV))
-		features |= KSYNC_FEAT_URING_FUTEX;
-	if (probe)
-		io_uring_free_probe(probe);
+	r = probe_uring_ops(&ring);
 	io_uring_queue_exit(&ring);
+	if (r == 0 || r == -EOPNOTSUPP)
+		store_release(&uring_known, r == 0 ? 1 : r);
+	return r;
 }
+
+#define KNOWN_FEATS (KSYNC_FEAT_FUTEX | KSYNC_FEAT_FUTEX2 | KSYNC_FEAT_FUTEX_WAITV | \
+		     KSYNC_FEAT_URING | KSYNC_FEAT_URING_FUTEX)
 
 KSYNC_API unsigned ksync_features(void)
 {
-	pthread_once(&features_once, probe_features);
-	if (features & KSYNC_FEAT_URING_FUTEX)
+	unsigned have = 0;
+	int r;
+
+	probe_futex();
+	if (!fx.futex)
+		have |= KSYNC_FEAT_FUTEX;
+	if (!fx.futex2)
+		have |= KSYNC_FEAT_FUTEX2;
+	if (!fx.waitv)
+		have |= KSYNC_FEAT_FUTEX_WAITV;
+	r = probe_uring();
+	if (r == 0)
+		have |= KSYNC_FEAT_URING | KSYNC_FEAT_URING_FUTEX;
+	else if (r == -EOPNOTSUPP)
+		have |= KSYNC_FEAT_URING;
+	if (r == 0)
 		settle_private_futex_hash();
-	return features;
+	return have;
 }
 
 KSYNC_API int ksync_require(unsigned mask)
 {
-	unsigned have = ksync_features();
+	int r;
 
-	if ((mask & KSYNC_FEAT_FUTEX2) && !(have & KSYNC_FEAT_FUTEX2))
-		return -ENOSYS;
-	if ((mask & (KSYNC_FEAT_URING | KSYNC_FEAT_URING_FUTEX)) && !(have & KSYNC_FEAT_URING))
-		return uring_error ? uring_error : -EPERM;
-	if ((mask & KSYNC_FEAT_URING_FUTEX) && !(have & KSYNC_FEAT_URING_FUTEX))
-		return -EOPNOTSUPP;
+	if (mask & ~KNOWN_FEATS)
+		return -EINVAL;
+	probe_futex();
+	if ((mask & KSYNC_FEAT_FUTEX) && fx.futex)
+		return fx.futex;
+	if ((mask & KSYNC_FEAT_FUTEX2) && fx.futex2)
+		return fx.futex2;
+	if ((mask & KSYNC_FEAT_FUTEX_WAITV) && fx.waitv)
+		return fx.waitv;
+	if (mask & (KSYNC_FEAT_URING | KSYNC_FEAT_URING_FUTEX)) {
+		r = probe_uring();
+		if (r == 0)
+			settle_private_futex_hash();	/* see kernel.h */
+		else if (r != -EOPNOTSUPP || (mask & KSYNC_FEAT_URING_FUTEX))
+			return r;
+	}
 	return 0;
 }
 
+/* Async ops park in io_uring and are woken by a futex wake syscall (from a
+ * thread, or from a task releasing): they need both. */
 int ksync_require_uring_futex(void)
 {
-	return ksync_require(KSYNC_FEAT_FUTEX2 | KSYNC_FEAT_URING_FUTEX);
+	return ksync_require(KSYNC_FEAT_FUTEX | KSYNC_FEAT_URING_FUTEX);
 }

@@ -194,12 +194,15 @@ static int acquire_slow(struct ksync_lock *l, clockid_t clock, const struct time
 		if (r == 0) {
 			woken = true;
 			TEST_POINT("lock.wait.woken", l);
-		} else if (r == -ETIMEDOUT || r == -ENOSYS) {
-			/* The kernel reported no wake, so none was consumed and
-			 * CONTENDED is set for those still parked. */
+		} else if (r != -EAGAIN && r != -EINTR) {
+			/* -ETIMEDOUT, or the kernel refused the wait (-ENOSYS,
+			 * -EPERM...): give up with that error, never retry it
+			 * (that would spin). The kernel reported no wake, so
+			 * none was consumed and CONTENDED is set for those
+			 * still parked. */
 			break;
 		}
-		/* -EAGAIN, -EINTR: retry; a wake consumed earlier still counts. */
+		/* -EAGAIN, -EINTR: no wake consumed; look again. */
 	}
 	trace_wait_end(l, KSYNC_KIND_LOCK, KSYNC_WORLD_THREAD, me, r);
 	if (r)

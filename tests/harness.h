@@ -100,6 +100,41 @@ static inline struct timespec in_ns(int64_t ns)
 	return ts;
 }
 
+/*
+ * Async tests need io_uring's futex ops. Where the kernel lacks them, or
+ * io_uring is disabled, such a test is skipped with the reason (and every
+ * thread-only test still runs). Mark it in the test table:
+ *   async_unit_test(test_x)     instead of cmocka_unit_test(test_x)
+ * or call require_async() first thing in the test.
+ */
+static inline void require_async(void)
+{
+	int r = ksync_require(KSYNC_FEAT_FUTEX | KSYNC_FEAT_URING_FUTEX);
+
+	if (r) {
+		print_message("SKIP: needs io_uring futex ops: %s\n",
+			      r == -EPERM ? "io_uring is disabled or refused (EPERM)" :
+			      r == -EOPNOTSUPP ? "the kernel lacks them (EOPNOTSUPP)" :
+			      strerror(-r));
+		skip();
+	}
+}
+
+struct async_test {
+	CMUnitTestFunction fn;
+};
+
+static inline void async_test_run(void **state)
+{
+	const struct async_test *t = *state;
+
+	require_async();
+	t->fn(state);
+}
+
+#define async_unit_test(f) \
+	{ #f, async_test_run, NULL, NULL, &(struct async_test){ f } }
+
 /* Read a word another thread writes (tests must not race either). */
 #define peek(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
 

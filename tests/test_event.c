@@ -255,10 +255,10 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_basics_and_misuse),
-		cmocka_unit_test(test_broadcast_all_worlds),
-		cmocka_unit_test(test_one_wake_reaches_everyone),
-		cmocka_unit_test(test_task_sets_for_thread),
-		cmocka_unit_test(test_async_timeout_cancel),
+		async_unit_test(test_broadcast_all_worlds),
+		async_unit_test(test_one_wake_reaches_everyone),
+		async_unit_test(test_task_sets_for_thread),
+		async_unit_test(test_async_timeout_cancel),
 		cmocka_unit_test(test_wait_any),
 	};
 

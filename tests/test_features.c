@@ -1,95 +1,75 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Missing kernel features give clear errors, never a crash or a hang.
+ * Feature probing: what ksync reports on kernels that lack (ENOSYS) or
+ * refuse (EPERM) what it uses, and that only permanent answers are cached.
  *
- * Each case runs in a forked child that installs a seccomp filter making
- * the futex2 syscalls fail with ENOSYS (as on a kernel older than 6.7)
- * and/or io_uring_setup fail with EPERM (as with kernel.io_uring_disabled),
- * and only then touches ksync, so the library's once-per-process feature
- * probe sees the filtered kernel. For that reason the parent never calls
- * ksync: a probe it ran would be inherited by every child.
- *
- * A child reports through its exit status (0 = every check passed); it
- * prints the failed check on stderr. The parent asserts on the status.
+ * Each case runs in a forked child under a seccomp filter (tests/sandbox.h)
+ * that plays the missing kernel: futex2 syscalls failing with ENOSYS (older
+ * than 6.7), io_uring_setup failing with EPERM (kernel.io_uring_disabled)
+ * or ENOSYS. The child touches ksync only after the filter is in place, so
+ * the library's once-per-process probes see the filtered kernel; for the
+ * same reason the parent never calls ksync (a probe it ran would be
+ * inherited by every child).
  */
-#include "harness.h"
+#include "sandbox.h"
 
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 
-/*
- * Syscall numbers from 424 on are the same on every architecture, so the
- * filter needs no per-architecture table.
- */
-#define NR_IO_URING_SETUP	425
-#define NR_FUTEX_WAITV		449
-#define NR_FUTEX_WAKE		454
-#define NR_FUTEX_WAIT		455
+#include "ksync/poller.h"
+
+#define ALL_FEATS (KSYNC_FEAT_FUTEX | KSYNC_FEAT_FUTEX2 | KSYNC_FEAT_FUTEX_WAITV | \
+		   KSYNC_FEAT_URING | KSYNC_FEAT_URING_FUTEX)
+#define ASYNC_FEATS (KSYNC_FEAT_FUTEX | KSYNC_FEAT_URING_FUTEX)
 
 enum {
-	BLOCK_FUTEX2 = 1 << 0,	/* futex_wait, futex_wake, futex_waitv: ENOSYS */
-	BLOCK_URING = 1 << 1,	/* io_uring_setup: EPERM */
+	BLOCK_FUTEX2 = 1 << 0,		/* futex_wait, futex_wake, futex_waitv: ENOSYS */
+	BLOCK_URING_EPERM = 1 << 1,	/* io_uring_setup: EPERM */
+	BLOCK_URING_ENOSYS = 1 << 2,	/* io_uring_setup: ENOSYS */
+	BLOCK_URING_ENOMEM = 1 << 3,	/* io_uring_setup: ENOMEM (transient) */
 };
 
-#define ALL_FEATS (KSYNC_FEAT_FUTEX2 | KSYNC_FEAT_URING | KSYNC_FEAT_URING_FUTEX)
-
-/* ---- child-side checks -------------------------------------------------- */
-
-/* cmocka's asserts longjmp into the parent's runner state; a child uses
- * these, which print the failed check and make the child exit 1. */
-#define CHECK(cond) do {							\
-	if (!(cond)) {								\
-		fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-		return 1;							\
-	}									\
-} while (0)
-
-#define CHECK_EQ(expr, want) do {						\
-	long _got = (long)(expr), _want = (long)(want);				\
-	if (_got != _want) {							\
-		fprintf(stderr, "%s:%d: %s = %ld (%s), want %ld\n", __FILE__, __LINE__, \
-			#expr, _got, _got < 0 ? strerror((int)-_got) : "", _want); \
-		return 1;							\
-	}									\
-} while (0)
-
-static int install_filter(unsigned block)
+static struct sandbox *filter(unsigned block)
 {
-	struct sock_filter prog[16];
-	struct sock_fprog fprog;
-	unsigned n = 0;
+	static struct sandbox sb;
 
-#define STMT(code, k)		(prog[n++] = (struct sock_filter)BPF_STMT((code), (k)))
-#define JEQ_RET(nr, ret) do {							\
-	prog[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1); \
-	prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, (ret));	\
-} while (0)
-
-	STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+	sandbox_init(&sb);
 	if (block & BLOCK_FUTEX2) {
-		JEQ_RET(NR_FUTEX_WAITV, SECCOMP_RET_ERRNO | ENOSYS);
-		JEQ_RET(NR_FUTEX_WAKE, SECCOMP_RET_ERRNO | ENOSYS);
-		JEQ_RET(NR_FUTEX_WAIT, SECCOMP_RET_ERRNO | ENOSYS);
+		sandbox_refuse(&sb, NR_FUTEX_WAITV, ENOSYS);
+		sandbox_refuse(&sb, NR_FUTEX_WAKE, ENOSYS);
+		sandbox_refuse(&sb, NR_FUTEX_WAIT, ENOSYS);
 	}
-	if (block & BLOCK_URING)
-		JEQ_RET(NR_IO_URING_SETUP, SECCOMP_RET_ERRNO | EPERM);
-	STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-#undef STMT
-#undef JEQ_RET
-
-	fprog.len = (unsigned short)n;
-	fprog.filter = prog;
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
-	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog, 0, 0)) {
-		fprintf(stderr, "seccomp: %m\n");
-		return -1;
-	}
-	return 0;
+	if (block & BLOCK_URING_EPERM)
+		sandbox_refuse(&sb, NR_IO_URING_SETUP, EPERM);
+	if (block & BLOCK_URING_ENOSYS)
+		sandbox_refuse(&sb, NR_IO_URING_SETUP, ENOSYS);
+	if (block & BLOCK_URING_ENOMEM)
+		sandbox_refuse(&sb, NR_IO_URING_SETUP, ENOMEM);
+	return &sb;
 }
 
+/* ---- helpers inside a child --------------------------------------------- */
+
+struct waiter {
+	struct ksync_lock *lock;
+	pid_t tid;
+	int done;
+	int ret;
+};
+
+static void *lock_waiter(void *arg)
+{
+	struct waiter *w = arg;
+	int r;
+
+	__atomic_store_n(&w->tid, gettid(), __ATOMIC_RELEASE);
+	r = ksync_lock_acquire(w->lock);
+	if (r == 0)
+		r = ksync_lock_release(w->lock);
+	w->ret = r;
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
 
 static int holder_start(struct holder *h, pthread_t *t)
 {
@@ -108,207 +88,232 @@ static int holder_finish(struct holder *h, pthread_t t)
 	return h->ret;
 }
 
-static int is_one_of(int r, int a, int b, int c)
-{
-	return r == a || r == b || r == c;
-}
-
-/* Control: the harness itself, with a filter that blocks nothing of ours. */
-static int child_unfiltered(void)
-{
-	struct ksync_loop loop;
-
-	CHECK_EQ(ksync_features() & ALL_FEATS, ALL_FEATS);
-	CHECK_EQ(ksync_require(ALL_FEATS), 0);
-	CHECK_EQ(ksync_loop_init(&loop, 8, 0), 0);
-	ksync_loop_exit(&loop);
-	return 0;
-}
-
-/* Neither futex2 nor io_uring: what a 6.1 kernel with io_uring off looks like. */
-static int child_no_futex2_no_uring(void)
+/* A thread must wait for a lock: it sleeps in @nr and gets the lock once
+ * the holder lets go. */
+static int lock_waits_in(long nr)
 {
 	struct ksync_lock lock = KSYNC_LOCK_INIT;
 	struct holder h = { .lock = &lock };
-	struct ksync_event ev = KSYNC_EVENT_INIT;
-	struct timespec deadline;
-	struct ksync_loop loop;
+	struct waiter w = { .lock = &lock };
+	pthread_t ht, wt;
+
+	CHECK_EQ(holder_start(&h, &ht), 0);
+	CHECK_EQ(pthread_create(&wt, NULL, lock_waiter, &w), 0);
+	CHECK_SOON(__atomic_load_n(&w.tid, __ATOMIC_ACQUIRE) &&
+		   blocked_in(w.tid, nr, &lock.word));
+	CHECK_EQ(holder_finish(&h, ht), 0);
+	CHECK_EQ(pthread_join(wt, NULL), 0);
+	CHECK_EQ(w.ret, 0);
+	CHECK_EQ(ksync_lock_destroy(&lock), 0);
+	return 0;
+}
+
+/* ksync_op_start must fail before it touches the ring: give it a zeroed
+ * one, which would crash if used. */
+static int op_start_fails(int want)
+{
+	struct ksync_lock lock = KSYNC_LOCK_INIT;
 	struct io_uring ring;
 	struct ksync_op op;
-	pthread_t t;
-	int r;
 
-	CHECK_EQ(ksync_features() & ALL_FEATS, 0);
-	CHECK_EQ(ksync_require(KSYNC_FEAT_FUTEX2), -ENOSYS);
-	CHECK_EQ(ksync_require(KSYNC_FEAT_URING), -EPERM);
-	CHECK_EQ(ksync_require(KSYNC_FEAT_URING_FUTEX), -EPERM);
-
-	/* Fast paths make no syscall and keep working. */
-	CHECK_EQ(ksync_lock_acquire(&lock), 0);
-	CHECK_EQ(ksync_lock_release(&lock), 0);
-	CHECK_EQ(ksync_lock_try(&lock), 0);
-	CHECK_EQ(ksync_lock_release(&lock), 0);
-
-	/* A thread that must wait gets -ENOSYS at once (the 5 s deadline is
-	 * only there so that a wrong fallback cannot hang: it would give
-	 * -ETIMEDOUT). */
-	CHECK_EQ(holder_start(&h, &t), 0);
-	CHECK_EQ(ksync_lock_acquire_until(&lock, CLOCK_MONOTONIC,
-					  ksync_deadline_after(&deadline, CLOCK_MONOTONIC,
-							       5000000000LL)), -ENOSYS);
-
-	/* Both features are missing; either error names a real cause. */
-	r = ksync_loop_init(&loop, 8, 0);
-	fprintf(stderr, "info: ksync_loop_init without futex2 and io_uring: %d (%s)\n",
-		r, strerror(-r));
-	CHECK(r == -ENOSYS || r == -EPERM);
-
-	/* ksync_op_start must fail before it touches the ring: give it a
-	 * zeroed one, which would crash if used. */
+	CHECK_EQ(ksync_lock_try_task(&lock, 2), 0);
 	memset(&ring, 0, sizeof(ring));
 	ksync_op_lock(&op, &lock, 1);
-	r = ksync_op_start(&op, &ring);
-	fprintf(stderr, "info: ksync_op_start without futex2 and io_uring: %d (%s)\n",
-		r, strerror(-r));
-	CHECK(is_one_of(r, -ENOSYS, -EPERM, -EOPNOTSUPP));
+	CHECK_EQ(ksync_op_start(&op, &ring), want);
 	CHECK(!ksync_op_pending(&op));
-
-	/* The lock survives all of that: its holder releases it (the wake it
-	 * attempts fails quietly) and it can be taken again. */
-	CHECK_EQ(holder_finish(&h, t), 0);
-	CHECK_EQ(ksync_lock_try(&lock), 0);
-	CHECK_EQ(ksync_lock_release(&lock), 0);
+	CHECK_EQ(ksync_lock_release_task(&lock, 2), 0);
 	CHECK_EQ(ksync_lock_destroy(&lock), 0);
+	return 0;
+}
 
-	/* An event that must be waited for: -ENOSYS, not a hang. */
-	CHECK_EQ(ksync_event_try(&ev), -EAGAIN);
-	CHECK_EQ(ksync_event_wait_until(&ev, CLOCK_MONOTONIC,
-					ksync_deadline_after(&deadline, CLOCK_MONOTONIC,
-							     5000000000LL)), -ENOSYS);
-	CHECK_EQ(ksync_event_set(&ev), 1);	/* set, though nobody could be woken */
-	CHECK(ksync_event_is_set(&ev));
-	CHECK_EQ(ksync_event_wait(&ev), 0);
+/* ---- the cases ---------------------------------------------------------- */
+
+/* Control: everything is there on the machines this runs on. */
+static int child_unfiltered(void *arg)
+{
+	struct ksync_loop loop;
+
+	(void)arg;
+	CHECK_EQ(ksync_features() & ALL_FEATS, ALL_FEATS);
+	CHECK_EQ(ksync_require(ALL_FEATS), 0);
+	CHECK_EQ(ksync_require(0), 0);
+	CHECK_EQ(ksync_require(1u << 30), -EINVAL);
+	CHECK_EQ(ksync_loop_init(&loop, 8, 0), 0);
+	ksync_loop_exit(&loop);
+	return lock_waits_in(NR_FUTEX_WAIT);
+}
+
+/* Neither futex2 nor io_uring: a 6.1 kernel with io_uring disabled. Threads
+ * still block (with futex(2)); async ops say why they cannot. */
+static int child_no_futex2_no_uring(void *arg)
+{
+	struct ksync_event a = KSYNC_EVENT_INIT, b = KSYNC_EVENT_INIT;
+	struct ksync_event *both[] = { &a, &b };
+	struct timespec deadline;
+	struct ksync_loop loop;
+
+	(void)arg;
+	CHECK_EQ(ksync_features() & ALL_FEATS, KSYNC_FEAT_FUTEX);
+	CHECK_EQ(ksync_require(KSYNC_FEAT_FUTEX), 0);
+	CHECK_EQ(ksync_require(KSYNC_FEAT_FUTEX2), -ENOSYS);
+	CHECK_EQ(ksync_require(KSYNC_FEAT_FUTEX_WAITV), -ENOSYS);
+	CHECK_EQ(ksync_require(KSYNC_FEAT_URING), -EPERM);
+	CHECK_EQ(ksync_require(KSYNC_FEAT_URING_FUTEX), -EPERM);
+	CHECK_EQ(ksync_loop_init(&loop, 8, 0), -EPERM);
+	if (op_start_fails(-EPERM))
+		return 1;
+
+	/* The thread world works: it waits in futex(2), not futex_wait. */
+	if (lock_waits_in(SYS_futex))
+		return 1;
+
+	/* Waiting on two events needs futex_waitv: a clear error, at once
+	 * (the deadline is far: a wrong fallback would time out instead). */
+	CHECK_EQ(ksync_deadline_after(&deadline, CLOCK_MONOTONIC, 5000000000LL), 0);
+	CHECK_EQ(ksync_event_wait_any(both, 2, CLOCK_MONOTONIC, &deadline), -ENOSYS);
+	/* ... unless one is set already, or there is only one. */
+	CHECK_EQ(ksync_event_set(&b), 1);
+	CHECK_EQ(ksync_event_wait_any(both, 2, CLOCK_MONOTONIC, &deadline), 1);
+	CHECK_EQ(ksync_event_wait_any(both + 1, 1, CLOCK_MONOTONIC, &deadline), 0);
 	return 0;
 }
 
 /* futex2 works, io_uring is forbidden (kernel.io_uring_disabled = 2). */
-static int child_no_uring(void)
+static int child_no_uring(void *arg)
 {
-	struct ksync_lock lock = KSYNC_LOCK_INIT;
-	struct holder h = { .lock = &lock };
-	struct timespec deadline;
 	struct ksync_loop loop;
-	struct io_uring ring;
-	struct ksync_op op;
-	pthread_t t;
+	struct ksync_poller poller;
 
-	CHECK_EQ(ksync_features() & ALL_FEATS, KSYNC_FEAT_FUTEX2);
+	(void)arg;
+	CHECK_EQ(ksync_features() & ALL_FEATS,
+		 KSYNC_FEAT_FUTEX | KSYNC_FEAT_FUTEX2 | KSYNC_FEAT_FUTEX_WAITV);
 	CHECK_EQ(ksync_require(KSYNC_FEAT_FUTEX2), 0);
 	CHECK_EQ(ksync_require(KSYNC_FEAT_URING), -EPERM);
 	CHECK_EQ(ksync_require(KSYNC_FEAT_URING_FUTEX), -EPERM);
 	CHECK_EQ(ksync_loop_init(&loop, 8, 0), -EPERM);
+	CHECK_EQ(ksync_poller_init(&poller, 8), -EPERM);
+	ksync_poller_exit(&poller);
+	if (op_start_fails(-EPERM))
+		return 1;
+	return lock_waits_in(NR_FUTEX_WAIT);
+}
 
-	CHECK_EQ(holder_start(&h, &t), 0);
-	memset(&ring, 0, sizeof(ring));
-	ksync_op_lock(&op, &lock, 1);
-	CHECK_EQ(ksync_op_start(&op, &ring), -EPERM);
-	CHECK(!ksync_op_pending(&op));
+/* A kernel built without io_uring: -ENOSYS, not "disabled". */
+static int child_uring_enosys(void *arg)
+{
+	struct ksync_loop loop;
 
-	/* Threads still block and are woken normally. */
-	CHECK_EQ(holder_finish(&h, t), 0);
-	CHECK_EQ(ksync_lock_acquire_until(&lock, CLOCK_MONOTONIC,
-					  ksync_deadline_after(&deadline, CLOCK_MONOTONIC,
-							       5000000000LL)), 0);
-	CHECK_EQ(ksync_lock_release(&lock), 0);
-	CHECK_EQ(ksync_lock_destroy(&lock), 0);
+	(void)arg;
+	CHECK_EQ(ksync_features() & (KSYNC_FEAT_URING | KSYNC_FEAT_URING_FUTEX), 0);
+	CHECK_EQ(ksync_require(KSYNC_FEAT_URING), -ENOSYS);
+	CHECK_EQ(ksync_require(ASYNC_FEATS), -ENOSYS);
+	CHECK_EQ(ksync_loop_init(&loop, 8, 0), -ENOSYS);
+	if (op_start_fails(-ENOSYS))
+		return 1;
+	return lock_waits_in(NR_FUTEX_WAIT);
+}
+
+/* io_uring works but the futex2 syscalls do not (a sandbox can do that):
+ * threads fall back to futex(2), and async ops still work, since futex(2)
+ * wakes io_uring waits (tests/test_futex_fallback.c pairs them). */
+static int child_no_futex2(void *arg)
+{
+	struct ksync_loop loop;
+
+	(void)arg;
+	CHECK_EQ(ksync_features() & ALL_FEATS,
+		 KSYNC_FEAT_FUTEX | KSYNC_FEAT_URING | KSYNC_FEAT_URING_FUTEX);
+	CHECK_EQ(ksync_require(KSYNC_FEAT_FUTEX2), -ENOSYS);
+	CHECK_EQ(ksync_require(ASYNC_FEATS), 0);
+	CHECK_EQ(ksync_loop_init(&loop, 8, 0), 0);
+	ksync_loop_exit(&loop);
+	return lock_waits_in(SYS_futex);
+}
+
+/* A transient setup failure is reported as such (not as "disabled"). */
+static int child_uring_enomem(void *arg)
+{
+	(void)arg;
+	CHECK_EQ(ksync_require(KSYNC_FEAT_URING), -ENOMEM);
+	CHECK_EQ(ksync_require(ASYNC_FEATS), -ENOMEM);
+	CHECK_EQ(ksync_features() & KSYNC_FEAT_URING, 0);
 	return 0;
 }
 
-/* io_uring works but the futex2 syscalls do not (cannot happen on a real
- * kernel, both came in 6.7, but a sandbox can do it). */
-static int child_no_futex2(void)
+/*
+ * ... and not cached: out of file descriptors (a real EMFILE, no filter),
+ * io_uring is unavailable; with descriptors free again, it is back.
+ */
+static int child_uring_emfile(void *arg)
 {
-	struct ksync_lock lock = KSYNC_LOCK_INIT;
-	struct holder h = { .lock = &lock };
-	struct timespec deadline;
+	struct rlimit lim = { 64, 64 };
 	struct ksync_loop loop;
-	struct io_uring ring;
-	struct ksync_op op;
-	pthread_t t;
-	int r;
+	int fds[64], n = 0;
 
-	CHECK_EQ(ksync_features() & ALL_FEATS, KSYNC_FEAT_URING | KSYNC_FEAT_URING_FUTEX);
-	CHECK_EQ(ksync_require(KSYNC_FEAT_FUTEX2), -ENOSYS);
-	CHECK_EQ(ksync_require(KSYNC_FEAT_URING | KSYNC_FEAT_URING_FUTEX), 0);
-	/* A loop's ops are woken by futex_wake syscalls from threads. */
-	CHECK_EQ(ksync_loop_init(&loop, 8, 0), -ENOSYS);
+	(void)arg;
+	CHECK_EQ(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	while (n < 64 && (fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		n++;
+	CHECK(n < 64 && errno == EMFILE);
+	CHECK_EQ(ksync_require(KSYNC_FEAT_URING), -EMFILE);
+	CHECK_EQ(ksync_features() & KSYNC_FEAT_URING, 0);
+	CHECK_EQ(ksync_loop_init(&loop, 8, 0), -EMFILE);
 
-	CHECK_EQ(holder_start(&h, &t), 0);
-	CHECK_EQ(ksync_lock_acquire_until(&lock, CLOCK_MONOTONIC,
-					  ksync_deadline_after(&deadline, CLOCK_MONOTONIC,
-							       5000000000LL)), -ENOSYS);
-	memset(&ring, 0, sizeof(ring));
-	ksync_op_lock(&op, &lock, 1);
-	r = ksync_op_start(&op, &ring);
-	fprintf(stderr, "info: ksync_op_start without futex2: %d (%s)\n", r, strerror(-r));
-	CHECK(r == -ENOSYS || r == -EOPNOTSUPP);
-	CHECK(!ksync_op_pending(&op));
-
-	CHECK_EQ(holder_finish(&h, t), 0);
-	CHECK_EQ(ksync_lock_try(&lock), 0);
-	CHECK_EQ(ksync_lock_release(&lock), 0);
-	CHECK_EQ(ksync_lock_destroy(&lock), 0);
+	for (int i = 0; i < 8; i++)
+		close(fds[--n]);
+	CHECK_EQ(ksync_require(ASYNC_FEATS), 0);
+	CHECK_EQ(ksync_features() & ASYNC_FEATS, ASYNC_FEATS);
+	CHECK_EQ(ksync_loop_init(&loop, 8, 0), 0);
+	ksync_loop_exit(&loop);
+	while (n)
+		close(fds[--n]);
 	return 0;
 }
 
 /* ---- parent side -------------------------------------------------------- */
 
-static void run_child(const char *what, unsigned block, int (*fn)(void))
-{
-	int status;
-	pid_t pid;
-
-	fflush(NULL);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		/* A hang is a failure too: SIGALRM kills the child. */
-		alarm(20);
-		if (install_filter(block))
-			_exit(2);
-		_exit(fn());
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	if (WIFSIGNALED(status))
-		fail_msg("%s: child killed by signal %d (%s)", what, WTERMSIG(status),
-			 strsignal(WTERMSIG(status)));
-	assert_true(WIFEXITED(status));
-	if (WEXITSTATUS(status))
-		fail_msg("%s: child exited with %d (see its stderr)", what, WEXITSTATUS(status));
-}
-
 static void test_unfiltered(void **state)
 {
 	(void)state;
-	run_child("no filter", 0, child_unfiltered);
+	run_sandboxed("no filter", NULL, child_unfiltered, NULL);
 }
 
 static void test_no_futex2_no_uring(void **state)
 {
 	(void)state;
-	run_child("no futex2, no io_uring", BLOCK_FUTEX2 | BLOCK_URING, child_no_futex2_no_uring);
+	run_sandboxed("no futex2, no io_uring", filter(BLOCK_FUTEX2 | BLOCK_URING_EPERM),
+		      child_no_futex2_no_uring, NULL);
 }
 
 static void test_no_uring(void **state)
 {
 	(void)state;
-	run_child("no io_uring", BLOCK_URING, child_no_uring);
+	run_sandboxed("io_uring disabled", filter(BLOCK_URING_EPERM), child_no_uring, NULL);
+}
+
+static void test_uring_enosys(void **state)
+{
+	(void)state;
+	run_sandboxed("no io_uring", filter(BLOCK_URING_ENOSYS), child_uring_enosys, NULL);
 }
 
 static void test_no_futex2(void **state)
 {
 	(void)state;
-	run_child("no futex2", BLOCK_FUTEX2, child_no_futex2);
+	run_sandboxed("no futex2", filter(BLOCK_FUTEX2), child_no_futex2, NULL);
+}
+
+static void test_transient_uring_error_reported(void **state)
+{
+	(void)state;
+	run_sandboxed("io_uring_setup ENOMEM", filter(BLOCK_URING_ENOMEM), child_uring_enomem,
+		      NULL);
+}
+
+static void test_transient_uring_error_not_cached(void **state)
+{
+	(void)state;
+	run_sandboxed("out of descriptors", NULL, child_uring_emfile, NULL);
 }
 
 int main(void)
@@ -317,7 +322,10 @@ int main(void)
 		cmocka_unit_test(test_unfiltered),
 		cmocka_unit_test(test_no_futex2_no_uring),
 		cmocka_unit_test(test_no_uring),
+		cmocka_unit_test(test_uring_enosys),
 		cmocka_unit_test(test_no_futex2),
+		cmocka_unit_test(test_transient_uring_error_reported),
+		cmocka_unit_test(test_transient_uring_error_not_cached),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -850,7 +850,7 @@ static void test_features(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_features),
+		async_unit_test(test_features),
 		cmocka_unit_test(test_wait_value_mismatch),
 		cmocka_unit_test(test_wait_timeout_monotonic),
 		cmocka_unit_test(test_wait_timeout_realtime),
@@ -860,19 +860,19 @@ int main(void)
 		cmocka_unit_test(test_wake_einval),
 		cmocka_unit_test(test_waitv_reports_index),
 		cmocka_unit_test(test_waitv_errors),
-		cmocka_unit_test(test_sqe_wait_woken_by_thread),
-		cmocka_unit_test(test_sqe_wait_mismatch),
-		cmocka_unit_test(test_sqe_wake_wakes_thread),
-		cmocka_unit_test(test_sqe_waitv_reports_index),
-		cmocka_unit_test(test_sqe_cancel_wait),
-		cmocka_unit_test(test_defer_taskrun_needs_getevents),
-		cmocka_unit_test(test_loop_run_once_delivers_wake),
-		cmocka_unit_test(test_stale_expected_value),
-		cmocka_unit_test(test_pivot_first_thread),
-		cmocka_unit_test(test_pivot_prctl_global_hash),
-		cmocka_unit_test(test_pivot_prctl_private_hash),
-		cmocka_unit_test(test_pivot_thread_first),
-		cmocka_unit_test(test_pivot_ksync_loop),
+		async_unit_test(test_sqe_wait_woken_by_thread),
+		async_unit_test(test_sqe_wait_mismatch),
+		async_unit_test(test_sqe_wake_wakes_thread),
+		async_unit_test(test_sqe_waitv_reports_index),
+		async_unit_test(test_sqe_cancel_wait),
+		async_unit_test(test_defer_taskrun_needs_getevents),
+		async_unit_test(test_loop_run_once_delivers_wake),
+		async_unit_test(test_stale_expected_value),
+		async_unit_test(test_pivot_first_thread),
+		async_unit_test(test_pivot_prctl_global_hash),
+		async_unit_test(test_pivot_prctl_private_hash),
+		async_unit_test(test_pivot_thread_first),
+		async_unit_test(test_pivot_ksync_loop),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

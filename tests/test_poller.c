@@ -483,13 +483,13 @@ static void test_exit_from_callback(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_basics),
-		cmocka_unit_test(test_fd_readable_on_wake),
-		cmocka_unit_test(test_task_to_thread),
-		cmocka_unit_test(test_timeout_and_cancel),
-		cmocka_unit_test(test_cancel_races_wake),
-		cmocka_unit_test(test_exit_hands_on),
-		cmocka_unit_test(test_exit_from_callback),
+		async_unit_test(test_basics),
+		async_unit_test(test_fd_readable_on_wake),
+		async_unit_test(test_task_to_thread),
+		async_unit_test(test_timeout_and_cancel),
+		async_unit_test(test_cancel_races_wake),
+		async_unit_test(test_exit_hands_on),
+		async_unit_test(test_exit_from_callback),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

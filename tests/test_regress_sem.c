@@ -233,7 +233,7 @@ int main(void)
 		cmocka_unit_test(test_reservation_dropped_wakes_parker),
 		cmocka_unit_test(test_arrival_cannot_take_reserved),
 		cmocka_unit_test(test_thread_starving_switches_to_handoff),
-		cmocka_unit_test(test_task_starving_switches_to_handoff),
+		async_unit_test(test_task_starving_switches_to_handoff),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -950,20 +950,20 @@ static void test_uring_loop_exit_hands_on(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_attach_basics),
-		cmocka_unit_test(test_thread_sdevent_lock),
-		cmocka_unit_test(test_thread_sdevent_sem),
-		cmocka_unit_test(test_thread_sdevent_event),
-		cmocka_unit_test(test_sdevent_uring_lock),
-		cmocka_unit_test(test_sdevent_uring_sem),
-		cmocka_unit_test(test_sdevent_uring_event),
-		cmocka_unit_test(test_timeout_and_cancel),
-		cmocka_unit_test(test_lock_race),
-		cmocka_unit_test(test_sem_race),
-		cmocka_unit_test(test_detach_with_pending),
-		cmocka_unit_test(test_unref_while_attached),
-		cmocka_unit_test(test_detach_from_handlers),
-		cmocka_unit_test(test_uring_loop_exit_hands_on),
+		async_unit_test(test_attach_basics),
+		async_unit_test(test_thread_sdevent_lock),
+		async_unit_test(test_thread_sdevent_sem),
+		async_unit_test(test_thread_sdevent_event),
+		async_unit_test(test_sdevent_uring_lock),
+		async_unit_test(test_sdevent_uring_sem),
+		async_unit_test(test_sdevent_uring_event),
+		async_unit_test(test_timeout_and_cancel),
+		async_unit_test(test_lock_race),
+		async_unit_test(test_sem_race),
+		async_unit_test(test_detach_with_pending),
+		async_unit_test(test_unref_while_attached),
+		async_unit_test(test_detach_from_handlers),
+		async_unit_test(test_uring_loop_exit_hands_on),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

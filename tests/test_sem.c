@@ -324,10 +324,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_forms_and_misuse),
 		cmocka_unit_test(test_thread_thread),
-		cmocka_unit_test(test_thread_to_tasks),
-		cmocka_unit_test(test_task_to_thread_and_task),
-		cmocka_unit_test(test_cancel_and_timeout_race_wake),
-		cmocka_unit_test(test_starvation_bound),
+		async_unit_test(test_thread_to_tasks),
+		async_unit_test(test_task_to_thread_and_task),
+		async_unit_test(test_cancel_and_timeout_race_wake),
+		async_unit_test(test_starvation_bound),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

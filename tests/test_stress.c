@@ -75,8 +75,11 @@ static void *thread_actor(void *arg)
 		const struct timespec *dlp = NULL;
 		int r;
 
-		if (rnd(&seed) % 3 == 0)
-			dlp = ksync_deadline_after(&dl, CLOCK_MONOTONIC, rnd(&seed) % 200000);
+		if (rnd(&seed) % 3 == 0) {
+			assert_int_equal(ksync_deadline_after(&dl, CLOCK_MONOTONIC,
+							      rnd(&seed) % 200000), 0);
+			dlp = &dl;
+		}
 		r = use_lock ? ksync_lock_acquire_until(&lock, CLOCK_MONOTONIC, dlp)
 			     : ksync_sem_acquire_until(&sem, CLOCK_MONOTONIC, dlp);
 		if (r) {
@@ -261,7 +264,7 @@ static void test_stress(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_stress),
+		async_unit_test(test_stress),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>	/* clockid_t (<time.h> has it only for POSIX) */
 #include <time.h>		/* struct timespec */
+#include "ksync/kernel.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -32,7 +33,8 @@ void ksync_event_init(struct ksync_event *ev);
 /*
  * ksync_event_set - set the event and release every waiter.
  * Returns 1 if this call set it, 0 if it was already set. It cannot fail:
- * without futex2 no waiter can have parked, so there is nobody to wake.
+ * where the kernel refuses the wake syscall it also refused every wait, so
+ * nobody is parked.
  */
 int ksync_event_set(struct ksync_event *ev);
 
@@ -41,29 +43,37 @@ int ksync_event_set(struct ksync_event *ev);
 bool ksync_event_is_set(const struct ksync_event *ev);
 
 /* Try form: 0 if set, -EAGAIN if not. */
-int ksync_event_try(const struct ksync_event *ev);
+KSYNC_MUST_CHECK int ksync_event_try(const struct ksync_event *ev);
 
 /*
  * ksync_event_wait / ksync_event_wait_until - block the thread until set.
- * @clock: CLOCK_MONOTONIC or CLOCK_REALTIME; @deadline absolute, NULL = none.
+ * @clock: CLOCK_MONOTONIC or CLOCK_REALTIME; @deadline absolute, NULL = none
+ * (any tv_sec >= 0 is valid, INT64_MAX included).
  * Returns 0 once set, or:
  *   -ETIMEDOUT  the deadline passed first (also if it already had)
  *   -EINVAL     bad clock or malformed deadline
- *   -ENOSYS     the kernel has no futex2 syscalls
+ *   -ENOSYS, -EPERM  only when it must wait: the kernel refused every futex
+ *               wait (futex2 and the classic futex(2) alike)
+ *   or any other error the kernel gave the wait (never retried: no spin).
  */
-int ksync_event_wait(struct ksync_event *ev);
-int ksync_event_wait_until(struct ksync_event *ev, clockid_t clock,
-			   const struct timespec *deadline);
+KSYNC_MUST_CHECK int ksync_event_wait(struct ksync_event *ev);
+KSYNC_MUST_CHECK int ksync_event_wait_until(struct ksync_event *ev, clockid_t clock,
+					    const struct timespec *deadline);
 
 /*
- * ksync_event_wait_any - block until any of @n events is set (futex_waitv).
+ * ksync_event_wait_any - block until any of @n events is set.
  * @n: 1 .. 128.
  * Returns the index of a set event (the lowest, if several are), or
- * -ETIMEDOUT, -EINVAL (n out of range, bad clock/deadline, NULL event),
- * -ENOSYS.
+ * -ETIMEDOUT, -EINVAL (n out of range, bad clock/deadline, NULL event).
+ *
+ * More than one event is watched with futex_waitv (Linux 5.16), which has
+ * no futex(2) equivalent. Where it is missing or refused, a call that must
+ * wait on n > 1 events returns -ENOSYS (or -EPERM) at once: it never polls
+ * or spins. n == 1 works on every kernel, like ksync_event_wait_until.
+ * ksync_require(KSYNC_FEAT_FUTEX_WAITV) tells in advance.
  */
-int ksync_event_wait_any(struct ksync_event *const *events, unsigned n,
-			 clockid_t clock, const struct timespec *deadline);
+KSYNC_MUST_CHECK int ksync_event_wait_any(struct ksync_event *const *events, unsigned n,
+					  clockid_t clock, const struct timespec *deadline);
 
 #ifdef __cplusplus
 }

@@ -1,10 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * ksync kernel layer: futex2 syscalls with absolute deadlines, io_uring SQE
- * preparers for the futex opcodes, and runtime feature detection.
+ * ksync kernel layer: futex syscalls with absolute deadlines, io_uring SQE
+ * preparers for the futex opcodes, runtime feature detection, clocks.
  *
  * Every function returns 0 (or a count) on success and a negative errno on
  * failure; none sets errno.
+ *
+ * Kernels. The thread world (blocking waits) needs only the classic
+ * futex(2) with FUTEX_WAIT_BITSET (Linux 2.6.29). It uses futex2
+ * (futex_wait/futex_wake, 6.7) where the kernel offers it and falls back
+ * to futex(2), for good, the first time futex2 is missing (ENOSYS) or
+ * refused (EPERM, e.g. by seccomp). ksync_event_wait_any on more than one
+ * event needs futex_waitv (5.16). The async world needs io_uring's futex
+ * opcodes (6.7). ksync_features() says what this kernel offers.
  */
 #ifndef KSYNC_KERNEL_H
 #define KSYNC_KERNEL_H
@@ -12,6 +20,20 @@
 #include <stdint.h>
 #include <sys/types.h>	/* clockid_t (<time.h> has it only for POSIX) */
 #include <time.h>		/* struct timespec */
+
+/*
+ * KSYNC_MUST_CHECK marks the calls whose failure means the caller does not
+ * hold what it asked for (a lock, a permit, a set event, a started op): the
+ * compiler warns when the result is ignored. Define it empty before
+ * including ksync headers to turn that off.
+ */
+#ifndef KSYNC_MUST_CHECK
+#if defined(__GNUC__) || defined(__clang__)
+#define KSYNC_MUST_CHECK __attribute__((__warn_unused_result__))
+#else
+#define KSYNC_MUST_CHECK
+#endif
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -38,50 +60,67 @@ struct ksync_futex_waitv {
 };
 
 /* Features, as reported by ksync_features(). */
-#define KSYNC_FEAT_FUTEX2	(1u << 0) /* futex_wait/futex_wake/futex_waitv syscalls */
+#define KSYNC_FEAT_FUTEX2	(1u << 0) /* futex_wait + futex_wake syscalls (6.7) */
 #define KSYNC_FEAT_URING	(1u << 1) /* io_uring_setup works (not disabled by sysctl) */
-#define KSYNC_FEAT_URING_FUTEX	(1u << 2) /* IORING_OP_FUTEX_WAIT, _WAKE and _WAITV */
+#define KSYNC_FEAT_URING_FUTEX	(1u << 2) /* IORING_OP_FUTEX_WAIT, _WAKE and _WAITV (6.7) */
+#define KSYNC_FEAT_FUTEX_WAITV	(1u << 3) /* futex_waitv syscall (5.16) */
+#define KSYNC_FEAT_FUTEX	(1u << 4) /* classic futex(2): threads can block */
 
 /*
- * ksync_features - what this kernel offers ksync.
+ * ksync_features - what this kernel offers ksync: a mask of KSYNC_FEAT_*.
  *
- * Probed once per process (thread-safe) and cached. Returns a mask of
- * KSYNC_FEAT_* bits.
+ * Thread-safe. Answers that cannot change while the process lives (a
+ * syscall exists, or is refused) are cached after the first call; a
+ * transient failure to set up a ring (no memory, no free descriptor) is
+ * not, and the next call probes again.
  */
 unsigned ksync_features(void);
 
 /*
  * ksync_require - check that every feature in @mask is available.
  *
- * Returns 0, or:
- *   -ENOSYS      futex2 syscalls are missing (kernel older than 6.7)
- *   -EPERM       io_uring is disabled (sysctl kernel.io_uring_disabled) or
- *                forbidden to this process
- *   -EOPNOTSUPP  io_uring lacks the futex opcodes (kernel older than 6.7)
+ * Returns 0, or why a feature is missing, as the kernel said it:
+ *   -ENOSYS      the syscall does not exist (futex2: older than 6.7;
+ *                futex_waitv: older than 5.16; io_uring: built without)
+ *   -EPERM       refused: io_uring disabled (sysctl kernel.io_uring_disabled)
+ *                or a seccomp filter
+ *   -EOPNOTSUPP  io_uring lacks the futex opcodes (older than 6.7)
+ *   -ENOMEM, -EMFILE, -ENFILE...  io_uring could not be set up just now
+ *                (not cached: a later call tries again)
+ *   -EINVAL      @mask has a bit that is not a KSYNC_FEAT_*
+ *
+ * The blocking world needs KSYNC_FEAT_FUTEX; async ops and the drivers need
+ * KSYNC_FEAT_FUTEX | KSYNC_FEAT_URING_FUTEX (and check it themselves).
  */
-int ksync_require(unsigned mask);
+KSYNC_MUST_CHECK int ksync_require(unsigned mask);
 
 /*
  * ksync_futex_wait - sleep while *@word == @expected.
  * @mask:     futex2 bitset (KSYNC_FUTEX_MASK_ANY unless you use bitsets)
  * @clock:    CLOCK_MONOTONIC or CLOCK_REALTIME
- * @deadline: absolute time on @clock, or NULL to wait forever
+ * @deadline: absolute time on @clock, or NULL to wait forever; any tv_sec
+ *            >= 0 works (INT64_MAX is "never")
+ *
+ * Uses futex_wait, or FUTEX_WAIT_BITSET of futex(2) where futex2 is
+ * missing or refused (see above).
  *
  * Returns 0 when woken (possibly spuriously), or:
  *   -EAGAIN     *word != expected when the kernel looked
  *   -ETIMEDOUT  the deadline passed (also when it already had)
  *   -EINTR      a signal interrupted the wait
- *   -EINVAL     bad clock, mask 0, or deadline with tv_nsec outside [0, 1e9)
- *   -ENOSYS     no futex2 syscalls
+ *   -EINVAL     bad clock, mask 0, or deadline with tv_sec < 0 or tv_nsec
+ *               outside [0, 1e9)
+ *   -ENOSYS, -EPERM  the kernel refused futex2 and futex(2) alike
  */
-int ksync_futex_wait(uint32_t *word, uint32_t expected, uint32_t mask,
-		     clockid_t clock, const struct timespec *deadline);
+KSYNC_MUST_CHECK int ksync_futex_wait(uint32_t *word, uint32_t expected, uint32_t mask,
+				      clockid_t clock, const struct timespec *deadline);
 
 /*
  * ksync_futex_wake - wake up to @nr waiters of @word whose mask meets @mask,
- * threads and io_uring requests alike.
+ * threads and io_uring requests alike (futex_wake, or FUTEX_WAKE_BITSET).
  *
- * Returns the number woken (>= 0), or -EINVAL (nr < 0 or mask 0) or -ENOSYS.
+ * Returns the number woken (>= 0), or -EINVAL (nr < 0 or mask 0), or
+ * -ENOSYS / -EPERM (no futex syscall allowed).
  */
 int ksync_futex_wake(uint32_t *word, uint32_t mask, int nr);
 
@@ -90,15 +129,16 @@ int ksync_futex_wake(uint32_t *word, uint32_t mask, int nr);
  * @nr: 1 .. KSYNC_FUTEX_WAITV_MAX
  *
  * Returns the index of a word that was woken, or -EAGAIN (some word already
- * differed), -ETIMEDOUT, -EINTR, -EINVAL, -ENOSYS.
+ * differed), -ETIMEDOUT, -EINTR, -EINVAL, or -ENOSYS / -EPERM: futex_waitv
+ * (Linux 5.16) has no futex(2) equivalent, so there is no fallback.
  *
  * Note: a wake that races with another word's wake (or with the timeout) is
  * still counted by futex_wake() although only one index is reported.
  * Callers must treat every watched word as possibly woken; ksync only
  * multi-waits on Events, whose state is sticky, for that reason.
  */
-int ksync_futex_waitv(struct ksync_futex_waitv *waiters, unsigned nr,
-		      clockid_t clock, const struct timespec *deadline);
+KSYNC_MUST_CHECK int ksync_futex_waitv(struct ksync_futex_waitv *waiters, unsigned nr,
+				       clockid_t clock, const struct timespec *deadline);
 
 /*
  * SQE preparers. They fill every field of @sqe (no prior memset needed) and
@@ -120,14 +160,23 @@ void ksync_prep_futex_waitv(struct io_uring_sqe *sqe,
 			    struct ksync_futex_waitv *waiters, unsigned nr,
 			    uint64_t user_data);
 
-/* Reads @clock as nanoseconds; the time base of deadlines. */
+/*
+ * ksync_clock_ns - read @clock (any clock clock_gettime() accepts) in
+ * nanoseconds; CLOCK_MONOTONIC and CLOCK_REALTIME are the time bases of
+ * deadlines. Returns the time (>= 0), or -EINVAL for a clock the kernel
+ * does not know.
+ */
 int64_t ksync_clock_ns(clockid_t clock);
 
 /*
- * ksync_deadline_after - fill @ts with "now + @ns" on @clock.
- * Returns @ts, for use as an argument.
+ * ksync_deadline_after - set @ts to "now + @ns" on @clock, an absolute
+ * deadline for the *_until calls. @ns < 0 counts as 0 (a deadline that has
+ * passed: the call tries once). Any @ns works, INT64_MAX included.
+ * Returns 0, or -EINVAL if @clock is not CLOCK_MONOTONIC or CLOCK_REALTIME
+ * or @ts is NULL; then *@ts is left malformed (tv_nsec -1), so a caller who
+ * ignores the error gets -EINVAL from the wait it passes @ts to.
  */
-struct timespec *ksync_deadline_after(struct timespec *ts, clockid_t clock, int64_t ns);
+int ksync_deadline_after(struct timespec *ts, clockid_t clock, int64_t ns);
 
 #ifdef __cplusplus
 }

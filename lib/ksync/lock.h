@@ -36,6 +36,7 @@
 #include <stdint.h>
 #include <sys/types.h>	/* clockid_t (<time.h> has it only for POSIX) */
 #include <time.h>		/* struct timespec */
+#include "ksync/kernel.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -64,24 +65,29 @@ int ksync_lock_destroy(struct ksync_lock *lock);
 /*
  * ksync_lock_acquire / ksync_lock_acquire_until - block the calling thread
  * until it owns the lock.
- * @clock: CLOCK_MONOTONIC or CLOCK_REALTIME; @deadline absolute, NULL = none.
- * Returns 0, or:
+ * @clock: CLOCK_MONOTONIC or CLOCK_REALTIME; @deadline absolute, NULL = none
+ * (any tv_sec >= 0 is a valid deadline, INT64_MAX included).
+ * Returns 0 with the lock owned, or an error with the lock not owned:
  *   -EDEADLK    the thread already owns it, or a task on this thread does
  *   -ETIMEDOUT  the deadline passed first (it is tried once even if the
  *               deadline already passed)
  *   -EINVAL     bad clock or malformed deadline
- *   -ENOSYS     the kernel has no futex2 syscalls (only when it must wait)
+ *   -ENOSYS, -EPERM  only when it must wait: the kernel refused every
+ *               futex wait (futex2 and the classic futex(2) alike; a
+ *               seccomp filter can do that, no Linux kernel lacks futex(2))
+ *   or any other error the kernel gave the wait. A signal or a spurious
+ *   wakeup never ends the call; no error is retried (no spinning).
  */
-int ksync_lock_acquire(struct ksync_lock *lock);
-int ksync_lock_acquire_until(struct ksync_lock *lock, clockid_t clock,
-			     const struct timespec *deadline);
+KSYNC_MUST_CHECK int ksync_lock_acquire(struct ksync_lock *lock);
+KSYNC_MUST_CHECK int ksync_lock_acquire_until(struct ksync_lock *lock, clockid_t clock,
+					      const struct timespec *deadline);
 
 /*
  * ksync_lock_try - take the lock if it is free, without waiting.
  * Returns 0, -EBUSY (held by someone else or reserved for a woken waiter),
  * or -EDEADLK (the calling thread already owns it).
  */
-int ksync_lock_try(struct ksync_lock *lock);
+KSYNC_MUST_CHECK int ksync_lock_try(struct ksync_lock *lock);
 
 /* Release a lock owned by the calling thread: 0, or -EPERM if it does not
  * own it (the lock is unchanged). */
@@ -93,7 +99,7 @@ int ksync_lock_release(struct ksync_lock *lock);
  * ksync_lock_release_task: 0, or -EPERM if @token does not own it.
  * The async wait is ksync_op_lock() in <ksync/op.h>.
  */
-int ksync_lock_try_task(struct ksync_lock *lock, uint64_t token);
+KSYNC_MUST_CHECK int ksync_lock_try_task(struct ksync_lock *lock, uint64_t token);
 int ksync_lock_release_task(struct ksync_lock *lock, uint64_t token);
 
 /* Is the lock held by anyone? (A snapshot; for assertions and stats.) */

@@ -18,6 +18,7 @@
  * with -D_POSIX_C_SOURCE=200809L (or -std=gnu11).
  */
 #include <liburing.h>
+#include "ksync/kernel.h"
 #include "ksync/op.h"
 
 #ifdef __cplusplus
@@ -33,10 +34,13 @@ struct ksync_loop {
 /*
  * ksync_loop_init - set up a ring of @entries SQEs with io_uring @flags
  * (0, or e.g. IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN).
- * Returns 0, or -EOPNOTSUPP / -EPERM / -ENOSYS (see ksync_require), or the
- * error of io_uring_queue_init (-EINVAL for bad flags, -ENOMEM...).
+ * Returns 0, or what ksync_require(KSYNC_FEAT_FUTEX | KSYNC_FEAT_URING_FUTEX)
+ * returns (-EOPNOTSUPP: no io_uring futex ops; -EPERM: io_uring disabled or
+ * refused; -ENOSYS: no io_uring), or the error of io_uring_queue_init
+ * (-EINVAL for bad flags, -ENOMEM, -EMFILE...). After a failure the loop is
+ * unusable (ksync_loop_exit must not be called on it).
  */
-int ksync_loop_init(struct ksync_loop *loop, unsigned entries, unsigned flags);
+KSYNC_MUST_CHECK int ksync_loop_init(struct ksync_loop *loop, unsigned entries, unsigned flags);
 
 /*
  * ksync_loop_exit - cancel every pending op, reap all their CQEs (grants that
@@ -58,14 +62,15 @@ void ksync_loop_exit(struct ksync_loop *loop);
  *   or an error of ksync_op_start (the op is not started, @cb not called).
  * The loop owns its ring, so a full SQ ring is submitted, not reported.
  */
-int ksync_loop_start(struct ksync_loop *loop, struct ksync_op *op, ksync_op_cb cb);
+KSYNC_MUST_CHECK int ksync_loop_start(struct ksync_loop *loop, struct ksync_op *op, ksync_op_cb cb);
 
 /*
  * ksync_loop_sleep - call @cb after @ns nanoseconds (op->result 0; or
  * -ECANCELED if cancelled). @op is reset by this call. Returns 0, -EBUSY
- * (no SQE) or -ESHUTDOWN (inside ksync_loop_exit).
+ * (no SQE) or -ESHUTDOWN (inside ksync_loop_exit); then @cb is not called.
  */
-int ksync_loop_sleep(struct ksync_loop *loop, struct ksync_op *op, int64_t ns, ksync_op_cb cb);
+KSYNC_MUST_CHECK int ksync_loop_sleep(struct ksync_loop *loop, struct ksync_op *op, int64_t ns,
+				      ksync_op_cb cb);
 
 /* Cancel a started op: 0, -EALREADY (done or already cancelling), -EBUSY. */
 int ksync_loop_cancel(struct ksync_loop *loop, struct ksync_op *op);

@@ -54,6 +54,7 @@
  * with -D_POSIX_C_SOURCE=200809L (or -std=gnu11).
  */
 #include <liburing.h>
+#include "ksync/kernel.h"
 #include "ksync/op.h"
 
 #ifdef __cplusplus
@@ -71,16 +72,17 @@ struct ksync_poller {
  * needs at most 2 at a time and they are submitted at once, so 16 or 32 is
  * plenty; completions never overflow, the kernel keeps what the CQ ring
  * cannot hold).
- * Returns 0, or:
- *   -ENOSYS      the kernel has no futex2 (older than 6.7)
- *   -EOPNOTSUPP  io_uring lacks the futex ops
+ * Returns 0, or what ksync_require(KSYNC_FEAT_FUTEX | KSYNC_FEAT_URING_FUTEX)
+ * returns:
+ *   -EOPNOTSUPP  io_uring lacks the futex ops (older than 6.7)
  *   -EPERM       io_uring is disabled for this process
+ *   -ENOSYS      no io_uring
  *   or the error of io_uring_queue_init (-EINVAL for entries 0 or too many,
  *   -ENOMEM, -EMFILE...).
  * After a failure the poller is unusable, but ksync_poller_exit() on it is
  * a harmless no-op.
  */
-int ksync_poller_init(struct ksync_poller *p, unsigned entries);
+KSYNC_MUST_CHECK int ksync_poller_init(struct ksync_poller *p, unsigned entries);
 
 /* The fd to watch for EPOLLIN (or POLLIN); -1 if the poller is not open. */
 int ksync_poller_fd(const struct ksync_poller *p);
@@ -104,7 +106,8 @@ int ksync_poller_fd(const struct ksync_poller *p);
  * @cb may be NULL. op->callback, op->next and op->prev belong to the poller
  * until the callback runs.
  */
-int ksync_poller_start(struct ksync_poller *p, struct ksync_op *op, ksync_op_cb cb);
+KSYNC_MUST_CHECK int ksync_poller_start(struct ksync_poller *p, struct ksync_op *op,
+					ksync_op_cb cb);
 
 /*
  * ksync_poller_cancel - ask a pending op to stop; submitted at once. Its

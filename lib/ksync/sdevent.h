@@ -67,7 +67,7 @@ struct ksync_sdevent {
  * @a must not be attached already: its contents are overwritten. On
  * failure nothing is left attached and ksync_sdevent_detach(@a) is a no-op.
  */
-int ksync_sdevent_attach(struct ksync_sdevent *a, sd_event *e);
+KSYNC_MUST_CHECK int ksync_sdevent_attach(struct ksync_sdevent *a, sd_event *e);
 
 /*
  * ksync_sdevent_start - start @op (ksync_op_lock / _sem / _event, optional
@@ -82,7 +82,8 @@ int ksync_sdevent_attach(struct ksync_sdevent *a, sd_event *e);
  *   or the errors of ksync_poller_start (-EINVAL, -EBUSY, -EDEADLK,
  *   -ENOSYS, -EOPNOTSUPP, -EPERM); then @cb is not called.
  */
-int ksync_sdevent_start(struct ksync_sdevent *a, struct ksync_op *op, ksync_op_cb cb);
+KSYNC_MUST_CHECK int ksync_sdevent_start(struct ksync_sdevent *a, struct ksync_op *op,
+					 ksync_op_cb cb);
 
 /*
  * ksync_sdevent_cancel - stop a pending op; its callback still runs, from

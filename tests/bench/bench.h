@@ -69,6 +69,14 @@ static inline bool loop_start_done(struct ksync_loop *loop, struct ksync_op *op,
 	return r == 0;
 }
 
+/* For a futex wait in a loop that re-checks its word: a wake, a changed
+ * word or a signal is fine, anything else would make the loop spin. */
+#define check_wait(expr) do {							\
+	int _w = (expr);							\
+	if (_w < 0 && _w != -EAGAIN && _w != -EINTR)				\
+		die("%s: %s", #expr, strerror(-_w));				\
+} while (0)
+
 /* Progress goes to stderr so that stdout carries only the table. */
 #define progress(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } while (0)
 

@@ -169,9 +169,10 @@ static void run_broadcast(int nasync, int counter, struct bcast_run *out)
 	if (counter >= 0)
 		n = tp_counter_stop(counter);
 	/* The benchmark doubles as a check: a lost wake-up must not hang it. */
-	if (ksync_event_wait_until(&all_done, CLOCK_MONOTONIC,
-				   ksync_deadline_after(&(struct timespec){ 0 }, CLOCK_MONOTONIC,
-							30000000000LL)))
+	struct timespec limit;
+
+	if (ksync_deadline_after(&limit, CLOCK_MONOTONIC, 30000000000LL) ||
+	    ksync_event_wait_until(&all_done, CLOCK_MONOTONIC, &limit))
 		die("%u of %d waiters never resumed after set()", peek(remaining),
 		    nasync + NTHREADS);
 

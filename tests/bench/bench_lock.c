@@ -65,7 +65,7 @@ static __attribute__((noinline)) double loop_ksync(long n)
 	int64_t t0 = now_ns();
 
 	for (long i = 0; i < n; i++) {
-		ksync_lock_acquire(&klock);
+		check(ksync_lock_acquire(&klock));
 		ksync_lock_release(&klock);
 	}
 	return (double)(now_ns() - t0) / (double)n;

@@ -91,8 +91,8 @@ static void *answer_futex(struct pingpong *pp)
 	pthread_barrier_wait(&pp->ready);
 	for (uint32_t i = 1; i <= (uint32_t)pp->n; i++) {
 		while (peek(pp->fping) != i)
-			ksync_futex_wait(&pp->fping, i - 1, KSYNC_FUTEX_MASK_ANY,
-					 CLOCK_MONOTONIC, NULL);
+			check_wait(ksync_futex_wait(&pp->fping, i - 1, KSYNC_FUTEX_MASK_ANY,
+						    CLOCK_MONOTONIC, NULL));
 		poke(pp->fpong, i);
 		check(ksync_futex_wake(&pp->fpong, KSYNC_FUTEX_MASK_ANY, 1));
 	}
@@ -174,8 +174,8 @@ static void ping_once(struct pingpong *pp, int i)
 		poke(pp->fping, seq);
 		check(ksync_futex_wake(&pp->fping, KSYNC_FUTEX_MASK_ANY, 1));
 		while (peek(pp->fpong) != seq)
-			ksync_futex_wait(&pp->fpong, seq - 1, KSYNC_FUTEX_MASK_ANY,
-					 CLOCK_MONOTONIC, NULL);
+			check_wait(ksync_futex_wait(&pp->fpong, seq - 1, KSYNC_FUTEX_MASK_ANY,
+						    CLOCK_MONOTONIC, NULL));
 		break;
 	}
 	case V_EVENTFD_URING:
