@@ -39,12 +39,16 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* The calling thread's id, cached in TLS (fork-safe: see kernel.c). */
-extern __thread uint32_t ksync_cached_tid __attribute__((tls_model("initial-exec")));
+/*
+ * The calling thread's id, cached per thread in memory that a forked child
+ * sees zeroed, however it was made (fork, _Fork, raw clone): see kernel.c.
+ * One load more than a plain TLS cache.
+ */
+extern __thread uint32_t *ksync_tid_slot __attribute__((tls_model("initial-exec")));
 uint32_t ksync_fetch_tid(void);
 static inline uint32_t ksync_self_tid(void)
 {
-	uint32_t tid = ksync_cached_tid;
+	uint32_t tid = load_relaxed(ksync_tid_slot);
 
 	return likely(tid) ? tid : ksync_fetch_tid();
 }

@@ -2,8 +2,8 @@
 /*
  * The kernel layer: futex syscalls (futex2, or the classic futex(2) where
  * futex2 is missing or refused), io_uring futex SQEs, feature probing,
- * clocks and the cached thread id. Nothing else in ksync talks to the
- * kernel directly.
+ * clocks, and the per-process state a forked child must not inherit (thread
+ * ids, the futex hash). Nothing else in ksync talks to the kernel directly.
  */
 #include "internal.h"
 #include "compat.h"
@@ -13,6 +13,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -88,31 +89,145 @@ bool ksync_deadline_passed(clockid_t clock, const struct timespec *deadline)
 	return ksync_clock_ns(clock) >= (int64_t)deadline->tv_sec * 1000000000 + deadline->tv_nsec;
 }
 
-/* ---- thread id ---------------------------------------------------------- */
+/* ---- per-process state: thread ids, futex hash -------------------------- */
 
-__thread uint32_t ksync_cached_tid __attribute__((tls_model("initial-exec")));
+/*
+ * What a forked child must not inherit lives in one private anonymous
+ * region marked MADV_WIPEONFORK, so the kernel gives any child zeroes
+ * there, however it was made: fork(), _Fork(), a raw clone or fork
+ * syscall. None of these paths needs an atfork handler. Each thread caches
+ * its id in a slot of the region and reaches the slot through a TLS
+ * pointer. A zero slot means "not known in this process". So the whole
+ * cost of fork detection on a fast path is one load, of the TLS pointer.
+ *
+ * Slots are handed out from a bitmap in ordinary memory and given back
+ * when a thread exits (a pthread key destructor). A child keeps the
+ * parent's bitmap: the slots of the parent's other threads stay taken in
+ * the child (the forking thread keeps its own), a small leak that only the
+ * child pays. Without a free slot or without the region (mmap failed), a
+ * thread simply does not cache: every lookup asks the kernel.
+ *
+ * Kernels before 4.14 lack MADV_WIPEONFORK: there an atfork handler zeroes
+ * the region in the child, which covers fork() but not _Fork() or a raw
+ * clone.
+ */
+#define PROC_SLOTS	((65536 - 64) / 4)
 
-static int futex_hash_settled;	/* see settle_private_futex_hash() */
+struct proc_state {
+	uint32_t hash_settled;		/* see settle_private_futex_hash() */
+	uint32_t reserved[15];
+	uint32_t tid[PROC_SLOTS];	/* a thread id per slot, 0 = unknown */
+};
 
-/* A forked child is a new, single-threaded process with a new thread id. */
-static void reset_in_child(void)
+static struct proc_state *proc;		/* created on first use, never freed */
+static uint64_t slot_used[(PROC_SLOTS + 63) / 64];
+static pthread_key_t slot_key;
+static bool slot_key_ok;
+
+/* Where a thread's TLS pointer points while it has no slot: always 0. */
+uint32_t ksync_tid_none;
+static uint32_t tid_exited;	/* ... and after its slot was given back */
+
+__thread uint32_t *ksync_tid_slot __attribute__((tls_model("initial-exec"))) = &ksync_tid_none;
+
+static void wipe_in_child(void)
 {
-	ksync_cached_tid = 0;
-	futex_hash_settled = 0;
+	memset(proc, 0, sizeof(*proc));
 }
 
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-static void install_atfork(void)
+static struct proc_state *proc_state(void)
 {
-	pthread_atfork(NULL, NULL, reset_in_child);
+	struct proc_state *p = __atomic_load_n(&proc, __ATOMIC_ACQUIRE), *mine;
+	bool wiped;
+
+	if (likely(p))
+		return p;
+	mine = mmap(NULL, sizeof(*mine), PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mine == MAP_FAILED)
+		return NULL;
+	/* Marked before it is published, so no child can inherit it unmarked. */
+	wiped = madvise(mine, sizeof(*mine), MADV_WIPEONFORK) == 0;
+	if (!__atomic_compare_exchange_n(&proc, &p, mine, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE)) {
+		munmap(mine, sizeof(*mine));
+		return p;
+	}
+	if (!wiped)
+		pthread_atfork(NULL, NULL, wipe_in_child);
+	return mine;
+}
+
+static int slot_alloc(void)
+{
+	for (unsigned w = 0; w < sizeof(slot_used) / sizeof(slot_used[0]); w++) {
+		uint64_t v = __atomic_load_n(&slot_used[w], __ATOMIC_RELAXED);
+
+		while (~v) {
+			unsigned b = (unsigned)__builtin_ctzll(~v);
+
+			if (w * 64 + b >= PROC_SLOTS)
+				break;
+			if (__atomic_compare_exchange_n(&slot_used[w], &v, v | 1ull << b, false,
+							__ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+				return (int)(w * 64 + b);
+		}
+	}
+	return -1;
+}
+
+static void slot_free(unsigned i)
+{
+	__atomic_fetch_and(&slot_used[i / 64], ~(1ull << (i % 64)), __ATOMIC_RELEASE);
+}
+
+/* Thread exit: give the slot back; later lookups of this thread (from
+ * other destructors) ask the kernel. */
+static void slot_release(void *v)
+{
+	unsigned i = (unsigned)((uintptr_t)v - 1);
+
+	ksync_tid_slot = &tid_exited;
+	store_relaxed(&proc->tid[i], 0);
+	slot_free(i);
+}
+
+__attribute__((constructor)) static void slot_key_create(void)
+{
+	slot_key_ok = pthread_key_create(&slot_key, slot_release) == 0;
+}
+
+/* A dlclose()d ksync must not be called back at thread exit. */
+__attribute__((destructor)) static void slot_key_delete(void)
+{
+	if (slot_key_ok)
+		pthread_key_delete(slot_key);
+	slot_key_ok = false;
 }
 
 uint32_t ksync_fetch_tid(void)
 {
-	pthread_once(&atfork_once, install_atfork);
-	ksync_cached_tid = (uint32_t)syscall(SYS_gettid);
-	return ksync_cached_tid;
+	uint32_t tid = (uint32_t)syscall(SYS_gettid);
+	uint32_t *slot = ksync_tid_slot;
+
+	if (slot == &tid_exited || !slot_key_ok)
+		return tid;
+	if (slot == &ksync_tid_none) {
+		struct proc_state *p = proc_state();
+		int i = p ? slot_alloc() : -1;
+
+		if (i < 0)
+			return tid;
+		if (pthread_setspecific(slot_key, (void *)(uintptr_t)(i + 1))) {
+			slot_free((unsigned)i);
+			return tid;
+		}
+		slot = &p->tid[i];
+		ksync_tid_slot = slot;
+	}
+	/* A new thread, or a forked child whose slot the kernel zeroed. */
+	store_relaxed(slot, tid);
+	return tid;
 }
 
 /* ---- futex syscalls ----------------------------------------------------- */
@@ -292,20 +407,21 @@ static void *nothing(void *arg)
  * join one thread that does nothing. If 0 slots was the application's own
  * choice (prctl PR_FUTEX_HASH_SET_SLOTS 0), the thread changes nothing and
  * no switch can happen later either. Kernels without PR_FUTEX_HASH have no
- * private hash and need nothing. Done once per process (a forked child
- * starts over: it is single-threaded again).
+ * private hash and need nothing. Done once per process: the flag lives in
+ * the wiped-on-fork region, so any child starts over.
  */
 static void settle_private_futex_hash(void)
 {
+	struct proc_state *p = proc_state();
 	pthread_t t;
 
-	if (likely(__atomic_load_n(&futex_hash_settled, __ATOMIC_ACQUIRE)))
+	if (likely(p && load_acquire(&p->hash_settled)))
 		return;
-	pthread_once(&atfork_once, install_atfork);
 	if (prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_GET_SLOTS, 0, 0, 0) == 0 &&
 	    pthread_create(&t, NULL, nothing, NULL) == 0)
 		pthread_join(t, NULL);
-	__atomic_store_n(&futex_hash_settled, 1, __ATOMIC_RELEASE);
+	if (p)
+		store_release(&p->hash_settled, 1);
 }
 
 static void probe_futex(void)

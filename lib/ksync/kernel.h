@@ -7,12 +7,16 @@
  * failure; none sets errno.
  *
  * Kernels. The thread world (blocking waits) needs only the classic
- * futex(2) with FUTEX_WAIT_BITSET (Linux 2.6.29). It uses futex2
- * (futex_wait/futex_wake, 6.7) where the kernel offers it and falls back
- * to futex(2), for good, the first time futex2 is missing (ENOSYS) or
- * refused (EPERM, e.g. by seccomp). ksync_event_wait_any on more than one
- * event needs futex_waitv (5.16). The async world needs io_uring's futex
- * opcodes (6.7). ksync_features() says what this kernel offers.
+ * futex(2) with FUTEX_WAIT_BITSET (Linux 2.6.29), and is supported from
+ * Linux 4.14, the first with MADV_WIPEONFORK, by which ksync tells a forked
+ * child from its parent without atfork handlers (before 4.14 a child made
+ * by fork() is still handled, one made by _Fork() or a raw clone is not).
+ * It uses futex2 (futex_wait/futex_wake, 6.7) where the kernel offers it
+ * and falls back to futex(2), for good, the first time futex2 is missing
+ * (ENOSYS) or refused (EPERM, e.g. by seccomp). ksync_event_wait_any on
+ * more than one event needs futex_waitv (5.16). The async world needs
+ * io_uring's futex opcodes (6.7). ksync_features() says what this kernel
+ * offers.
  */
 #ifndef KSYNC_KERNEL_H
 #define KSYNC_KERNEL_H
