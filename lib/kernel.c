@@ -84,9 +84,16 @@ KSYNC_API int ksync_deadline_after(struct timespec *ts, clockid_t clock, int64_t
 
 bool ksync_deadline_passed(clockid_t clock, const struct timespec *deadline)
 {
+	struct timespec now;
+
 	if (!deadline)
 		return false;
-	return ksync_clock_ns(clock) >= (int64_t)deadline->tv_sec * 1000000000 + deadline->tv_nsec;
+	clock_gettime(clock, &now);
+	/* Compared as (s, ns) pairs: any tv_sec ksync_check_deadline accepts,
+	 * up to INT64_MAX, is a deadline that has not passed, whereas its
+	 * value in ns would overflow from the year 2262 on. */
+	return now.tv_sec > deadline->tv_sec ||
+	       (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
 }
 
 /* ---- per-process state: thread ids, futex hash -------------------------- */

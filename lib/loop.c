@@ -54,6 +54,8 @@ KSYNC_API int ksync_loop_sleep(struct ksync_loop *loop, struct ksync_op *op, int
 	op->data = data;
 	st->kind = KIND_SLEEP;
 	op->user_data = (uintptr_t)op;
+	if (ns < 0)
+		ns = 0;		/* late is not an error: see loop.h */
 	st->deadline.tv_sec = ns / 1000000000;
 	st->deadline.tv_nsec = ns % 1000000000;
 	sqe = io_uring_get_sqe(&loop->ring);

@@ -66,8 +66,12 @@ KSYNC_MUST_CHECK int ksync_loop_start(struct ksync_loop *loop, struct ksync_op *
 
 /*
  * ksync_loop_sleep - call @cb after @ns nanoseconds (op->result 0; or
- * -ECANCELED if cancelled). @op is reset by this call. Returns 0, -EBUSY
- * (no SQE) or -ESHUTDOWN (inside ksync_loop_exit); then @cb is not called.
+ * -ECANCELED if cancelled). A negative @ns counts as 0 (a duration computed
+ * as "deadline - now" may come out late): the callback then comes from the
+ * next ksync_loop_run* that reaps the ring, never from inside this call.
+ * Any @ns up to INT64_MAX works. @op is reset by this call.
+ * Returns 0, -EBUSY (no SQE) or -ESHUTDOWN (inside ksync_loop_exit); then
+ * @cb is not called.
  */
 KSYNC_MUST_CHECK int ksync_loop_sleep(struct ksync_loop *loop, struct ksync_op *op, int64_t ns,
 				      ksync_op_cb cb);
