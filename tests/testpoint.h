@@ -44,8 +44,9 @@ void ksync_test_point(const char *name, const void *prim)
 	for (unsigned i = 0; i < sizeof(arms) / sizeof(arms[0]); i++) {
 		struct arm *a = &arms[i];
 
-		if (a->role != my_role || __atomic_load_n(&a->state, __ATOMIC_ACQUIRE) != ARM_ARMED ||
-		    strcmp(a->name, name))
+		/* name and role are written before the state turns ARMED */
+		if (__atomic_load_n(&a->state, __ATOMIC_ACQUIRE) != ARM_ARMED ||
+		    a->role != my_role || strcmp(a->name, name))
 			continue;
 		__atomic_store_n(&a->state, ARM_ARRIVED, __ATOMIC_RELEASE);
 		while (__atomic_load_n(&a->state, __ATOMIC_ACQUIRE) != ARM_RESUMED)
