@@ -66,16 +66,19 @@ bool ksync_deadline_passed(clockid_t clock, const struct timespec *deadline);
 int ksync_require_uring_futex(void);
 
 /*
- * USDT probes. The semaphores are defined in kernel.c; an attached tracer
- * makes them non-zero, which is the only time the probe's arguments are
- * computed.
+ * USDT probes (uapi/ksync/probe.h). The semaphores are defined in kernel.c;
+ * an attached tracer makes them non-zero, which is the only time the
+ * probe's arguments are computed.
  */
 #if KSYNC_HAVE_SDT
 #define _SDT_HAS_SEMAPHORES 1
 #include <sys/sdt.h>
 extern unsigned short ksync_wait_begin_semaphore;
 extern unsigned short ksync_wait_end_semaphore;
+extern unsigned short ksync_wake_begin_semaphore;
 extern unsigned short ksync_wake_semaphore;
+extern unsigned short ksync_op_start_semaphore;
+extern unsigned short ksync_name_semaphore;
 #define KSYNC_PROBE_ENABLED(name) unlikely(ksync_##name##_semaphore)
 #define trace_wait_begin(prim, kind, world, who) do {				\
 	if (KSYNC_PROBE_ENABLED(wait_begin))					\
@@ -85,20 +88,39 @@ extern unsigned short ksync_wake_semaphore;
 	if (KSYNC_PROBE_ENABLED(wait_end))					\
 		STAP_PROBE5(ksync, wait_end, (prim), (kind), (world), (uint64_t)(who), (int)(outcome)); \
 } while (0)
+#define trace_wake_begin(prim, kind) do {					\
+	if (KSYNC_PROBE_ENABLED(wake_begin))					\
+		STAP_PROBE2(ksync, wake_begin, (prim), (kind));			\
+} while (0)
 #define trace_wake(prim, kind, woken) do {					\
 	if (KSYNC_PROBE_ENABLED(wake))						\
 		STAP_PROBE3(ksync, wake, (prim), (kind), (int)(woken));		\
 } while (0)
+#define trace_op_start(op, prim, kind, who) do {				\
+	if (KSYNC_PROBE_ENABLED(op_start))					\
+		STAP_PROBE4(ksync, op_start, (op), (prim), (int)(kind), (uint64_t)(who)); \
+} while (0)
+#define trace_name(prim, name) do {						\
+	if (KSYNC_PROBE_ENABLED(name))						\
+		STAP_PROBE2(ksync, name, (prim), (name));			\
+} while (0)
 #else
 #define trace_wait_begin(prim, kind, world, who) do { } while (0)
 #define trace_wait_end(prim, kind, world, who, outcome) do { } while (0)
+#define trace_wake_begin(prim, kind) do { } while (0)
 #define trace_wake(prim, kind, woken) do { } while (0)
+#define trace_op_start(op, prim, kind, who) do { } while (0)
+#define trace_name(prim, name) do { } while (0)
 #endif
 
-/* futex_wake that also fires the wake probe. */
+/* futex_wake with its probes: wake_begin before (the waker's stack, ahead
+ * of every woken waiter's wait_end), wake after (how many it woke). */
 static inline int wake_traced(uint32_t *word, void *prim, int kind, int nr)
 {
-	int n = ksync_futex_wake(word, KSYNC_FUTEX_MASK_ANY, nr);
+	int n;
+
+	trace_wake_begin(prim, kind);
+	n = ksync_futex_wake(word, KSYNC_FUTEX_MASK_ANY, nr);
 	trace_wake(prim, kind, n);
 	return n;
 }

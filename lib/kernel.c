@@ -23,7 +23,10 @@
 	__attribute__((section(".probes"), used)) unsigned short ksync_##name##_semaphore
 KSYNC_SEMAPHORE(wait_begin);
 KSYNC_SEMAPHORE(wait_end);
+KSYNC_SEMAPHORE(wake_begin);
 KSYNC_SEMAPHORE(wake);
+KSYNC_SEMAPHORE(op_start);
+KSYNC_SEMAPHORE(name);
 #endif
 
 static int ts_valid(const struct timespec *ts)

@@ -158,6 +158,7 @@ KSYNC_API int ksync_op_start(struct ksync_op *op, struct io_uring *ring)
 		return op_finish(op, 0);
 	if (op_deadline_passed(op))
 		return op_finish(op, -ETIMEDOUT);
+	trace_op_start(op, st->prim, st->kind, op_who(op));
 	r = ksync_require_uring_futex();
 	if (r == 0)
 		r = op_arm(op, ring);
