@@ -75,9 +75,12 @@ static inline const struct op_state *op_state_const(const struct ksync_op *op)
 	return (const struct op_state *)(const void *)op->private_area;
 }
 
-/* What a family's ksync_op_NAME() calls: reset @op to wait on @prim. */
+/*
+ * What a family's ksync_op_NAME() calls: reset @op to wait on @prim, whose
+ * futex waits use @fflags (futex_flags_for the primitive's attribute).
+ */
 void ksync_op_prepare(struct ksync_op *op, const struct ksync_waitable *proto, void *prim,
-		      uint64_t token);
+		      uint64_t token, uint32_t fflags);
 
 /* The primitive an op waits on, for the family's hooks. */
 static inline void *op_prim(struct ksync_op *op)

@@ -5,9 +5,18 @@
 
 #include <limits.h>
 
-KSYNC_API void ksync_event_init(struct ksync_event *ev)
+KSYNC_API int ksync_event_init(struct ksync_event *ev, unsigned flags)
 {
+	if (flags & ~KSYNC_SHARED)
+		return -EINVAL;
 	store_relaxed(&ev->word, KSYNC_EVENT_UNSET);
+	store_relaxed(&ev->flags, flags);
+	return 0;
+}
+
+static inline uint32_t fflags(const struct ksync_event *ev)
+{
+	return futex_flags_for(load_relaxed(&ev->flags));
 }
 
 KSYNC_API int ksync_event_set(struct ksync_event *ev)
@@ -18,7 +27,7 @@ KSYNC_API int ksync_event_set(struct ksync_event *ev)
 		return 0;
 	/* One syscall reaches every parked thread and io_uring wait. */
 	if (old == KSYNC_EVENT_WAITERS)
-		wake_traced(&ev->word, ev, KSYNC_KIND_EVENT, INT_MAX);
+		wake_traced(&ev->word, fflags(ev), ev, KSYNC_KIND_EVENT, INT_MAX);
 	return 1;
 }
 
@@ -62,8 +71,7 @@ KSYNC_API int ksync_event_wait_until(struct ksync_event *ev, clockid_t clock,
 			r = 0;
 			break;
 		}
-		r = ksync_futex_wait(&ev->word, KSYNC_EVENT_WAITERS, KSYNC_FUTEX_MASK_ANY,
-				     clock, deadline);
+		r = wait_word(&ev->word, fflags(ev), KSYNC_EVENT_WAITERS, clock, deadline);
 		/* Woken, or the word changed, or a signal: look again. Any
 		 * other answer (-ETIMEDOUT, a refused syscall) ends the wait:
 		 * retrying it would spin. */
@@ -98,7 +106,7 @@ KSYNC_API int ksync_event_wait_any(struct ksync_event *const *events, unsigned n
 		w[i] = (struct ksync_futex_waitv){
 			.val = KSYNC_EVENT_WAITERS,
 			.uaddr = (uintptr_t)&events[i]->word,
-			.flags = KSYNC_FUTEX_FLAGS,
+			.flags = fflags(events[i]),
 		};
 	}
 	/* One event needs no futex_waitv: this works on every kernel. */
@@ -138,5 +146,5 @@ static const struct ksync_waitable event_waitable = {
 
 KSYNC_API void ksync_op_event(struct ksync_op *op, struct ksync_event *event)
 {
-	ksync_op_prepare(op, &event_waitable, event, 0);
+	ksync_op_prepare(op, &event_waitable, event, 0, fflags(event));
 }

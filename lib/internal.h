@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include "ksync/attr.h"
 #include "ksync/word.h"
 #include "ksync/probe.h"
 #include "ksync/kernel.h"
@@ -113,14 +114,36 @@ extern unsigned short ksync_name_semaphore;
 #define trace_name(prim, name) do { } while (0)
 #endif
 
+/*
+ * The futex flags of a primitive initialised with attribute flags @attr:
+ * process-private unless KSYNC_SHARED. Every wait and wake of a primitive,
+ * in every world, takes its flags from here.
+ */
+static inline uint32_t futex_flags_for(unsigned attr)
+{
+	return KSYNC_FUTEX2_SIZE_U32 | (attr & KSYNC_SHARED ? 0 : KSYNC_FUTEX2_PRIVATE);
+}
+
+/* The futex syscalls with explicit futex2 flags (kernel.c). */
+int ksync_futex_wait_flags(uint32_t *word, uint32_t expected, uint32_t mask, uint32_t flags,
+			   clockid_t clock, const struct timespec *deadline);
+int ksync_futex_wake_flags(uint32_t *word, uint32_t mask, int nr, uint32_t flags);
+
+/* Sleep on a primitive's word (@fflags from futex_flags_for). */
+static inline int wait_word(uint32_t *word, uint32_t fflags, uint32_t expected, clockid_t clock,
+			    const struct timespec *deadline)
+{
+	return ksync_futex_wait_flags(word, expected, KSYNC_FUTEX_MASK_ANY, fflags, clock, deadline);
+}
+
 /* futex_wake with its probes: wake_begin before (the waker's stack, ahead
  * of every woken waiter's wait_end), wake after (how many it woke). */
-static inline int wake_traced(uint32_t *word, void *prim, int kind, int nr)
+static inline int wake_traced(uint32_t *word, uint32_t fflags, void *prim, int kind, int nr)
 {
 	int n;
 
 	trace_wake_begin(prim, kind);
-	n = ksync_futex_wake(word, KSYNC_FUTEX_MASK_ANY, nr);
+	n = ksync_futex_wake_flags(word, KSYNC_FUTEX_MASK_ANY, nr, fflags);
 	trace_wake(prim, kind, n);
 	return n;
 }

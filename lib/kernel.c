@@ -276,8 +276,8 @@ static int classic_op(int cmd, unsigned flags2, clockid_t clock)
 	return cmd;
 }
 
-static int futex_wait_flags(uint32_t *word, uint32_t expected, uint32_t mask, unsigned flags,
-			    clockid_t clock, const struct timespec *deadline)
+int ksync_futex_wait_flags(uint32_t *word, uint32_t expected, uint32_t mask, uint32_t flags,
+			   clockid_t clock, const struct timespec *deadline)
 {
 	int r;
 
@@ -292,7 +292,7 @@ static int futex_wait_flags(uint32_t *word, uint32_t expected, uint32_t mask, un
 				      expected, deadline, NULL, mask));
 }
 
-static int futex_wake_flags(uint32_t *word, uint32_t mask, int nr, unsigned flags)
+int ksync_futex_wake_flags(uint32_t *word, uint32_t mask, int nr, uint32_t flags)
 {
 	int r;
 
@@ -316,14 +316,14 @@ KSYNC_API int ksync_futex_wait(uint32_t *word, uint32_t expected, uint32_t mask,
 	if (err)
 		return err;
 	/* struct timespec == __kernel_timespec on the 64-bit targets. */
-	return futex_wait_flags(word, expected, mask, KSYNC_FUTEX_FLAGS, clock, deadline);
+	return ksync_futex_wait_flags(word, expected, mask, KSYNC_FUTEX_FLAGS, clock, deadline);
 }
 
 KSYNC_API int ksync_futex_wake(uint32_t *word, uint32_t mask, int nr)
 {
 	if (nr < 0)
 		return -EINVAL;
-	return futex_wake_flags(word, mask, nr, KSYNC_FUTEX_FLAGS);
+	return ksync_futex_wake_flags(word, mask, nr, KSYNC_FUTEX_FLAGS);
 }
 
 KSYNC_API int ksync_futex_waitv(struct ksync_futex_waitv *waiters, unsigned nr,

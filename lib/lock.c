@@ -22,11 +22,21 @@
 /* Spins before a thread parks; a hand-over usually takes less than this. */
 #define SPIN_LIMIT 100
 
-KSYNC_API void ksync_lock_init(struct ksync_lock *l)
+KSYNC_API int ksync_lock_init(struct ksync_lock *l, unsigned flags)
 {
+	if (flags & ~KSYNC_SHARED)
+		return -EINVAL;
 	store_relaxed(&l->word, 0);
 	store_relaxed(&l->owner_tid, 0);
 	store_relaxed(&l->owner_token, 0);
+	store_relaxed(&l->flags, flags);
+	store_relaxed(&l->reserved, 0);
+	return 0;
+}
+
+static inline uint32_t fflags(const struct ksync_lock *l)
+{
+	return futex_flags_for(load_relaxed(&l->flags));
 }
 
 KSYNC_API int ksync_lock_destroy(struct ksync_lock *l)
@@ -101,7 +111,7 @@ static void release_contended(struct ksync_lock *l, uint32_t v)
 	uint32_t zero = 0;
 
 	if ((v & S) && cas_release(&l->word, &zero, v | H)) {
-		if (wake_traced(&l->word, l, KSYNC_KIND_LOCK, 1) > 0)
+		if (wake_traced(&l->word, fflags(l), l, KSYNC_KIND_LOCK, 1) > 0)
 			return;
 		/* Nobody was parked: take the hand-off back unless a woken
 		 * waiter claimed it meanwhile, then wake once more for anyone
@@ -112,10 +122,10 @@ static void release_contended(struct ksync_lock *l, uint32_t v)
 				break;
 		}
 		if (v & H)
-			wake_traced(&l->word, l, KSYNC_KIND_LOCK, 1);
+			wake_traced(&l->word, fflags(l), l, KSYNC_KIND_LOCK, 1);
 		return;
 	}
-	wake_traced(&l->word, l, KSYNC_KIND_LOCK, 1);
+	wake_traced(&l->word, fflags(l), l, KSYNC_KIND_LOCK, 1);
 }
 
 /* Release a lock the caller holds: one exchange when nobody waits. */
@@ -133,7 +143,7 @@ static void pass_on(struct ksync_lock *l)
 
 	for (;;) {
 		if (v == 0) {
-			wake_traced(&l->word, l, KSYNC_KIND_LOCK, 1);
+			wake_traced(&l->word, fflags(l), l, KSYNC_KIND_LOCK, 1);
 			return;
 		}
 		if (v & H) {
@@ -190,7 +200,7 @@ static int acquire_slow(struct ksync_lock *l, clockid_t clock, const struct time
 		 * lets us claim a hand-off meant for a woken waiter. */
 		woken = false;
 		TEST_POINT("lock.wait.park", l);
-		r = ksync_futex_wait(&l->word, park, KSYNC_FUTEX_MASK_ANY, clock, deadline);
+		r = wait_word(&l->word, fflags(l), park, clock, deadline);
 		if (r == 0) {
 			woken = true;
 			TEST_POINT("lock.wait.woken", l);
@@ -314,5 +324,5 @@ static const struct ksync_waitable lock_waitable = {
 
 KSYNC_API void ksync_op_lock(struct ksync_op *op, struct ksync_lock *lock, uint64_t token)
 {
-	ksync_op_prepare(op, &lock_waitable, lock, token);
+	ksync_op_prepare(op, &lock_waitable, lock, token, fflags(lock));
 }

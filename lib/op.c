@@ -22,7 +22,7 @@
 #include <string.h>
 
 void ksync_op_prepare(struct ksync_op *op, const struct ksync_waitable *proto, void *prim,
-		      uint64_t token)
+		      uint64_t token, uint32_t fflags)
 {
 	struct op_state *st = op_state(op);
 
@@ -32,7 +32,7 @@ void ksync_op_prepare(struct ksync_op *op, const struct ksync_waitable *proto, v
 	st->proto = proto;
 	st->prim = prim;
 	st->kind = proto->kind;
-	st->futex_flags = KSYNC_FUTEX_FLAGS;
+	st->futex_flags = fflags;
 }
 
 KSYNC_API int ksync_op_set_deadline(struct ksync_op *op, clockid_t clock,

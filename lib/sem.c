@@ -46,15 +46,21 @@ static inline uint32_t min_u32(uint32_t a, uint32_t b)
 	return a < b ? a : b;
 }
 
-KSYNC_API int ksync_sem_init(struct ksync_sem *s, uint32_t value, uint32_t max)
+KSYNC_API int ksync_sem_init(struct ksync_sem *s, uint32_t value, uint32_t max, unsigned flags)
 {
-	if (value > KSYNC_SEM_VALUE_MAX || max > KSYNC_SEM_VALUE_MAX || (max && value > max))
+	if (value > KSYNC_SEM_VALUE_MAX || max > KSYNC_SEM_VALUE_MAX || (max && value > max) ||
+	    (flags & ~KSYNC_SHARED))
 		return -EINVAL;
 	store_relaxed(&s->word, value);
 	store_relaxed(&s->waiters, 0);
 	store_relaxed(&s->max, max);
-	store_relaxed(&s->flags, 0);
+	store_relaxed(&s->flags, flags & KSYNC_SHARED ? KSYNC_SEM_SHARED : 0);
 	return 0;
+}
+
+static uint32_t fflags(const struct ksync_sem *s)
+{
+	return futex_flags_for(load_relaxed(&s->flags) & KSYNC_SEM_SHARED ? KSYNC_SHARED : 0);
 }
 
 KSYNC_API int ksync_sem_destroy(struct ksync_sem *s)
@@ -112,7 +118,7 @@ static void leave(struct ksync_sem *s)
 /* Wake up to @nr counted waiters; uncount those the kernel woke. */
 static uint32_t wake_waiters(struct ksync_sem *s, uint32_t nr)
 {
-	int woken = wake_traced(&s->word, s, KSYNC_KIND_SEM, (int)nr);
+	int woken = wake_traced(&s->word, fflags(s), s, KSYNC_KIND_SEM, (int)nr);
 
 	if (woken <= 0)
 		return 0;
@@ -222,7 +228,7 @@ KSYNC_API int ksync_sem_acquire_until(struct ksync_sem *s, clockid_t clock,
 			continue;
 		}
 		TEST_POINT("sem.wait.park", s);
-		r = ksync_futex_wait(&s->word, park, KSYNC_FUTEX_MASK_ANY, clock, deadline);
+		r = wait_word(&s->word, fflags(s), park, clock, deadline);
 		if (r == 0) {
 			woken = true;
 			TEST_POINT("sem.wait.woken", s);
@@ -292,5 +298,5 @@ static const struct ksync_waitable sem_waitable = {
 
 KSYNC_API void ksync_op_sem(struct ksync_op *op, struct ksync_sem *sem)
 {
-	ksync_op_prepare(op, &sem_waitable, sem, 0);
+	ksync_op_prepare(op, &sem_waitable, sem, 0, fflags(sem));
 }

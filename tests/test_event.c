@@ -17,7 +17,7 @@ static void test_basics_and_misuse(void **state)
 	struct ksync_event *none[1] = { NULL };
 
 	(void)state;
-	ksync_event_init(&ev);
+	ksync_event_init(&ev, 0);
 	assert_false(ksync_event_is_set(&ev));
 	assert_int_equal(ksync_event_try(&ev), -EAGAIN);
 	assert_int_equal(ksync_event_wait_until(&ev, CLOCK_MONOTONIC, &bad), -EINVAL);
@@ -96,7 +96,7 @@ static void test_broadcast_all_worlds(void **state)
 	int seen[THREADS];
 
 	(void)state;
-	ksync_event_init(&ev);
+	ksync_event_init(&ev, 0);
 	done_count = 0;
 	payload = 0;
 	for (int i = 0; i < THREADS; i++)
@@ -130,7 +130,7 @@ static void test_one_wake_reaches_everyone(void **state)
 	int seen[THREADS], woken;
 
 	(void)state;
-	ksync_event_init(&ev);
+	ksync_event_init(&ev, 0);
 	done_count = 0;
 	for (int i = 0; i < THREADS; i++)
 		t[i] = spawn(thread_waiter, &seen[i]);
@@ -156,7 +156,7 @@ static void test_task_sets_for_thread(void **state)
 		pthread_t t;
 		int seen = 0;
 
-		ksync_event_init(&ev);
+		ksync_event_init(&ev, 0);
 		payload = 77;
 		t = spawn(thread_waiter, &seen);
 		assert_int_equal(ksync_loop_init(&loop, 8, ring_setups[s]), 0);
@@ -178,7 +178,7 @@ static void test_async_timeout_cancel(void **state)
 		struct ksync_op op;
 		struct timespec dl = in_ns(10000000);
 
-		ksync_event_init(&ev);
+		ksync_event_init(&ev, 0);
 		assert_int_equal(ksync_loop_init(&loop, 8, ring_setups[s]), 0);
 		ksync_op_event(&op, &ev);
 		assert_int_equal(ksync_op_set_deadline(&op, CLOCK_MONOTONIC, &dl), 0);
@@ -230,15 +230,15 @@ static void test_wait_any(void **state)
 	pthread_t t1, t2;
 
 	(void)state;
-	ksync_event_init(&a);
-	ksync_event_init(&b);
-	ksync_event_init(&ev);
+	ksync_event_init(&a, 0);
+	ksync_event_init(&b, 0);
+	ksync_event_init(&ev, 0);
 	assert_int_equal(ksync_event_wait_any(evs, 3, CLOCK_MONOTONIC, &dl), -ETIMEDOUT);
 	ksync_event_set(&ev);
 	assert_int_equal(ksync_event_wait_any(evs, 3, CLOCK_MONOTONIC, NULL), 2);
 
-	ksync_event_init(&a);
-	ksync_event_init(&b);
+	ksync_event_init(&a, 0);
+	ksync_event_init(&b, 0);
 	t1 = spawn(wait_any_ab, &any);
 	t2 = spawn(wait_b, &plain);
 	wait_until(peek(a.word) == KSYNC_EVENT_WAITERS && peek(b.word) == KSYNC_EVENT_WAITERS);

@@ -283,8 +283,8 @@ static void release_permit(void)
 
 static void reset_events(void)
 {
-	ksync_event_init(&w.ev[0]);
-	ksync_event_init(&w.ev[1]);
+	ksync_event_init(&w.ev[0], 0);
+	ksync_event_init(&w.ev[1], 0);
 }
 
 static int child_threads(void *arg)
@@ -331,10 +331,10 @@ static int child_threads(void *arg)
 	/* The semaphore only where a wait can succeed: what it does when
 	 * every wait is refused is sem.c's to say. */
 	if (can_block(c)) {
-		CHECK_EQ(ksync_sem_init(&w.sem, 2, 0), 0);
+		CHECK_EQ(ksync_sem_init(&w.sem, 2, 0, 0), 0);
 		if (run_counters(c, count_with_sem, 2))
 			return 1;
-		CHECK_EQ(ksync_sem_init(&w.sem, 0, 0), 0);
+		CHECK_EQ(ksync_sem_init(&w.sem, 0, 0, 0), 0);
 		if (must_block(c, SEM, nr, &w.sem.word, release_permit, 0))
 			return 1;
 	}

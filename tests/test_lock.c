@@ -9,7 +9,7 @@ static struct ksync_lock lock;
 
 static void reset(void)
 {
-	ksync_lock_init(&lock);
+	ksync_lock_init(&lock, 0);
 }
 
 static void assert_idle(void)

@@ -78,17 +78,17 @@ static void test_basics(void **state)
 	ep = watch(&p);
 
 	/* Nothing to wait for: done inside start, no callback, no CQE. */
-	ksync_event_init(&ev);
+	ksync_event_init(&ev, 0);
 	ksync_event_set(&ev);
 	ksync_op_event(&op, &ev);
 	ops_done = 0;
 	assert_int_equal(ksync_poller_start(&p, &op, count_done), 0);
 	assert_int_equal(op.result, 0);
-	ksync_lock_init(&lock);
+	ksync_lock_init(&lock, 0);
 	ksync_op_lock(&op, &lock, 1);
 	assert_int_equal(ksync_poller_start(&p, &op, count_done), 0);
 	assert_int_equal(ksync_lock_release_task(&lock, 1), 0);
-	assert_int_equal(ksync_sem_init(&sem, 1, 0), 0);
+	assert_int_equal(ksync_sem_init(&sem, 1, 0, 0), 0);
 	ksync_op_sem(&op, &sem);
 	assert_int_equal(ksync_poller_start(&p, &op, count_done), 0);
 	assert_int_equal(epoll_wait(ep, &e, 1, 0), 0);	/* fd not readable */
@@ -174,16 +174,16 @@ static void test_fd_readable_on_wake(void **state)
 		switch (r.kind) {
 		case KSYNC_KIND_LOCK:
 			/* Held by task 99, which the releasing thread releases for. */
-			ksync_lock_init(&lock);
+			ksync_lock_init(&lock, 0);
 			assert_int_equal(ksync_lock_try_task(&lock, 99), 0);
 			ksync_op_lock(&op, &lock, 1000 + i);
 			break;
 		case KSYNC_KIND_SEM:
-			assert_int_equal(ksync_sem_init(&sem, 0, 0), 0);
+			assert_int_equal(ksync_sem_init(&sem, 0, 0, 0), 0);
 			ksync_op_sem(&op, &sem);
 			break;
 		default:
-			ksync_event_init(&ev);
+			ksync_event_init(&ev, 0);
 			ksync_op_event(&op, &ev);
 		}
 		ops_done = 0;
@@ -244,7 +244,7 @@ static void test_task_to_thread(void **state)
 	assert_int_equal(ksync_poller_init(&p, 8), 0);
 
 	/* Lock: the epoll task owns it, a thread blocks, the task releases. */
-	ksync_lock_init(&lock);
+	ksync_lock_init(&lock, 0);
 	ksync_op_lock(&op, &lock, 9);
 	assert_int_equal(ksync_poller_start(&p, &op, NULL), 0);
 	t = spawn(blocking_lock, NULL);
@@ -255,7 +255,7 @@ static void test_task_to_thread(void **state)
 	assert_int_equal(ksync_lock_destroy(&lock), 0);
 
 	/* Semaphore. */
-	assert_int_equal(ksync_sem_init(&sem, 0, 0), 0);
+	assert_int_equal(ksync_sem_init(&sem, 0, 0, 0), 0);
 	t = spawn(blocking_sem, NULL);
 	wait_until(peek(sem.waiters) == 1);
 	assert_int_equal(ksync_sem_release(&sem, 1), 0);
@@ -264,7 +264,7 @@ static void test_task_to_thread(void **state)
 	assert_int_equal(ksync_sem_destroy(&sem), 0);
 
 	/* Event. */
-	ksync_event_init(&ev);
+	ksync_event_init(&ev, 0);
 	t = spawn(blocking_event, NULL);
 	sleep_ns(1000000);
 	ksync_event_set(&ev);
@@ -285,7 +285,7 @@ static void test_timeout_and_cancel(void **state)
 	(void)state;
 	assert_int_equal(ksync_poller_init(&p, 8), 0);
 	ep = watch(&p);
-	assert_int_equal(ksync_sem_init(&sem, 0, 0), 0);
+	assert_int_equal(ksync_sem_init(&sem, 0, 0, 0), 0);
 
 	ksync_op_sem(&op, &sem);
 	dl = in_ns(20000000);
@@ -342,7 +342,7 @@ static void test_cancel_races_wake(void **state)
 		struct ksync_op op;
 		pthread_t rel, w;
 
-		assert_int_equal(ksync_sem_init(&sem, 0, 0), 0);
+		assert_int_equal(ksync_sem_init(&sem, 0, 0, 0), 0);
 		ksync_op_sem(&op, &sem);
 		ops_done = 0;
 		thread_result = 1;
@@ -399,7 +399,7 @@ static void test_exit_hands_on(void **state)
 		ops_done = 0;
 		thread_result = 1;
 		if (i & 1) {
-			ksync_lock_init(&lock);
+			ksync_lock_init(&lock, 0);
 			assert_int_equal(ksync_lock_acquire(&lock), 0);
 			ksync_op_lock(&op, &lock, 1);
 			assert_int_equal(ksync_poller_start(&p, &op, count_done), KSYNC_OP_PENDING);
@@ -409,7 +409,7 @@ static void test_exit_hands_on(void **state)
 				sleep_ns(50000);
 			assert_int_equal(ksync_lock_release(&lock), 0);
 		} else {
-			assert_int_equal(ksync_sem_init(&sem, 0, 0), 0);
+			assert_int_equal(ksync_sem_init(&sem, 0, 0, 0), 0);
 			ksync_op_sem(&op, &sem);
 			assert_int_equal(ksync_poller_start(&p, &op, count_done), KSYNC_OP_PENDING);
 			w = spawn(blocking_sem, NULL);
@@ -460,7 +460,7 @@ static void test_exit_from_callback(void **state)
 	ep = watch(&p);
 	closing = &p;
 	ops_done = 0;
-	ksync_event_init(&ev);
+	ksync_event_init(&ev, 0);
 	ksync_op_event(&a, &ev);
 	ksync_op_event(&b, &ev);
 	ksync_op_event(&c, &other);

@@ -51,7 +51,7 @@ static void test_handoff_goes_to_the_woken_waiter(void **state)
 
 	(void)state;
 	assert_int_equal(sigaction(SIGUSR1, &sa, NULL), 0);
-	ksync_lock_init(&lock);
+	ksync_lock_init(&lock, 0);
 	norder = 0;
 	assert_int_equal(ksync_lock_acquire(&lock), 0);
 

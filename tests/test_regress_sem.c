@@ -65,7 +65,7 @@ static void test_reservation_dropped_wakes_parker(void **state)
 	pthread_t tw, tr;
 
 	(void)state;
-	assert_int_equal(ksync_sem_init(&sem, 0, 0), 0);
+	assert_int_equal(ksync_sem_init(&sem, 0, 0, 0), 0);
 	__atomic_store_n(&sem.flags, KSYNC_SEM_STARVING, __ATOMIC_RELEASE);
 
 	announced = arm(ROLE_W, "sem.wait.announced");
@@ -97,7 +97,7 @@ static void test_arrival_cannot_take_reserved(void **state)
 	pthread_t ta, tb;
 
 	(void)state;
-	assert_int_equal(ksync_sem_init(&sem, 1, 1), 0);
+	assert_int_equal(ksync_sem_init(&sem, 1, 1, 0), 0);
 	__atomic_store_n(&sem.flags, KSYNC_SEM_STARVING, __ATOMIC_RELEASE);
 
 	b_decided = arm(ROLE_B, "sem.take.decided");
@@ -142,7 +142,7 @@ static void test_thread_starving_switches_to_handoff(void **state)
 	pthread_t tw;
 
 	(void)state;
-	assert_int_equal(ksync_sem_init(&sem, 0, 0), 0);
+	assert_int_equal(ksync_sem_init(&sem, 0, 0, 0), 0);
 	tw = spawn(waiter_main, &w);
 	wait_until(peek(w.tid) != 0);
 	wait_futex_asleep(peek(w.tid));
@@ -202,7 +202,7 @@ static void test_task_starving_switches_to_handoff(void **state)
 	pthread_t tt;
 
 	(void)state;
-	assert_int_equal(ksync_sem_init(&sem, 0, 0), 0);
+	assert_int_equal(ksync_sem_init(&sem, 0, 0, 0), 0);
 	tt = spawn(task_main, &t);
 	wait_until(peek(t.tid) != 0 && peek(sem.waiters) == 1);
 	wait_ring_asleep(peek(t.tid));			/* its FUTEX_WAIT is armed */

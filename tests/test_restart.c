@@ -98,7 +98,7 @@ static void test_convention_raw_op(void **state)
 
 	(void)state;
 	assert_int_equal(io_uring_queue_init(4, &ring, 0), 0);
-	assert_int_equal(ksync_sem_init(&sem, 1, 0), 0);
+	assert_int_equal(ksync_sem_init(&sem, 1, 0, 0), 0);
 	ksync_op_sem(&op, &sem);
 	assert_int_equal(ksync_op_start(&op, &ring), 0);		/* done at once */
 	assert_int_equal(op.result, 0);
@@ -123,7 +123,7 @@ static void test_full_ring_is_an_error(void **state)
 
 	(void)state;
 	assert_int_equal(io_uring_queue_init(2, &ring, 0), 0);
-	assert_int_equal(ksync_sem_init(&sem, 0, 0), 0);
+	assert_int_equal(ksync_sem_init(&sem, 0, 0, 0), 0);
 	assert_non_null(io_uring_get_sqe(&ring));	/* the framework's half-built chain */
 	ksync_op_sem(&op, &sem);
 	assert_int_equal(ksync_op_set_deadline(&op, CLOCK_MONOTONIC, &dl), 0);
@@ -143,7 +143,7 @@ static void test_loop_million_queued(void **state)
 	struct taker t = { .want = QUEUED, .start = start_loop, .loop = &loop };
 
 	(void)state;
-	assert_int_equal(ksync_sem_init(&sem, QUEUED, 0), 0);
+	assert_int_equal(ksync_sem_init(&sem, QUEUED, 0, 0), 0);
 	assert_int_equal(ksync_loop_init(&loop, 8, 0), 0);
 	begin(&t);
 	assert_int_equal(ksync_loop_run(&loop), 0);
@@ -158,7 +158,7 @@ static void test_poller_million_queued(void **state)
 	struct taker t = { .want = QUEUED, .start = start_poller, .poller = &p };
 
 	(void)state;
-	assert_int_equal(ksync_sem_init(&sem, QUEUED, 0), 0);
+	assert_int_equal(ksync_sem_init(&sem, QUEUED, 0, 0), 0);
 	assert_int_equal(ksync_poller_init(&p, 8), 0);
 	begin(&t);
 	assert_flat(&t);
@@ -188,7 +188,7 @@ static void test_loop_mixed_waits(void **state)
 		pthread_t th;
 
 		(void)state;
-		assert_int_equal(ksync_sem_init(&sem, 0, 0), 0);
+		assert_int_equal(ksync_sem_init(&sem, 0, 0, 0), 0);
 		assert_int_equal(ksync_loop_init(&loop, 8, ring_setups[s]), 0);
 		th = spawn(trickle, NULL);
 		begin(&t);

@@ -86,7 +86,7 @@ static void test_attach_basics(void **state)
 	(void)state;
 	assert_int_equal(ksync_sdevent_attach(&ad, NULL), -EINVAL);
 	ksync_sdevent_detach(&ad);			/* failed attach: no-op */
-	ksync_event_init(&ev);
+	ksync_event_init(&ev, 0);
 	ksync_op_event(&op, &ev);
 	assert_int_equal(ksync_sdevent_start(&ad, &op, count_done), -ESHUTDOWN);
 	assert_int_equal(ksync_sdevent_cancel(&ad, &op), -EALREADY);
@@ -101,7 +101,7 @@ static void test_attach_basics(void **state)
 	assert_true(sd_event_run(e, 0) >= 0);
 	assert_int_equal(ops_done, 0);
 	/* Lock misuse goes through unchanged. */
-	ksync_lock_init(&lock);
+	ksync_lock_init(&lock, 0);
 	ksync_op_lock(&op, &lock, 0);
 	assert_int_equal(ksync_sdevent_start(&ad, &op, count_done), -EINVAL);
 	ksync_op_lock(&op, &lock, 3);
@@ -143,7 +143,7 @@ static void test_thread_sdevent_lock(void **state)
 
 	(void)state;
 	e = new_attached();
-	ksync_lock_init(&lock);
+	ksync_lock_init(&lock, 0);
 
 	/* thread -> sd-event callback */
 	t = spawn(holder_main, &h);
@@ -202,7 +202,7 @@ static void test_thread_sdevent_sem(void **state)
 
 	(void)state;
 	e = new_attached();
-	assert_int_equal(ksync_sem_init(&sem, 0, 0), 0);
+	assert_int_equal(ksync_sem_init(&sem, 0, 0, 0), 0);
 
 	/* thread -> four sd-event callbacks, one permit each */
 	ops_done = 0;
@@ -253,8 +253,8 @@ static void test_thread_sdevent_event(void **state)
 
 	(void)state;
 	e = new_attached();
-	ksync_event_init(&ev);
-	ksync_event_init(&ev2);
+	ksync_event_init(&ev, 0);
+	ksync_event_init(&ev2, 0);
 	ops_done = 0;
 	for (int i = 0; i < 3; i++) {
 		ksync_op_event(&ops[i], &ev);
@@ -403,7 +403,7 @@ static void test_sdevent_uring_lock(void **state)
 		pthread_t ring, thr;
 		sd_event *e = new_attached();
 
-		ksync_lock_init(&lock);
+		ksync_lock_init(&lock, 0);
 		inside = max_inside = grants = 0;
 		ring = spawn(ring_tasks, (void *)(uintptr_t)ring_setups[s]);
 		thr = spawn(thread_rounds, NULL);
@@ -484,8 +484,8 @@ static void test_sdevent_uring_sem(void **state)
 		struct ksync_op op;
 		pthread_t ring;
 
-		assert_int_equal(ksync_sem_init(&ping, 0, 0), 0);
-		assert_int_equal(ksync_sem_init(&pong, 0, 0), 0);
+		assert_int_equal(ksync_sem_init(&ping, 0, 0, 0), 0);
+		assert_int_equal(ksync_sem_init(&pong, 0, 0, 0), 0);
 		ring_pings = sd_pongs = 0;
 		ring = spawn(ring_pinger, (void *)(uintptr_t)ring_setups[s]);
 		ksync_op_sem(&op, &pong);
@@ -558,8 +558,8 @@ static void test_sdevent_uring_event(void **state)
 		pthread_t ring;
 
 		for (int i = 0; i < PINGS; i++) {
-			ksync_event_init(&pings[i]);
-			ksync_event_init(&pongs[i]);
+			ksync_event_init(&pings[i], 0);
+			ksync_event_init(&pongs[i], 0);
 		}
 		ring_pings = sd_pongs = 0;
 		ring = spawn(ring_event_pinger, (void *)(uintptr_t)ring_setups[s]);
@@ -584,7 +584,7 @@ static void test_timeout_and_cancel(void **state)
 
 	(void)state;
 	e = new_attached();
-	ksync_event_init(&ev);
+	ksync_event_init(&ev, 0);
 	ops_done = 0;
 
 	ksync_op_event(&op, &ev);
@@ -661,10 +661,10 @@ static void race(int kind)
 		int started;
 
 		if (kind == KSYNC_KIND_LOCK) {
-			ksync_lock_init(&lock);
+			ksync_lock_init(&lock, 0);
 			ksync_op_lock(&op, &lock, 1000 + i);
 		} else {
-			assert_int_equal(ksync_sem_init(&sem, 0, 0), 0);
+			assert_int_equal(ksync_sem_init(&sem, 0, 0, 0), 0);
 			ksync_op_sem(&op, &sem);
 		}
 		thread_result = 1;
@@ -761,18 +761,18 @@ static void test_detach_with_pending(void **state)
 
 		ops_done = 0;
 		thread_result = 1;
-		ksync_event_init(&ev);
+		ksync_event_init(&ev, 0);
 		ksync_op_event(&evop, &ev);
 		assert_int_equal(ksync_sdevent_start(&ad, &evop, count_done), KSYNC_OP_PENDING);
 		if (is_lock) {
-			ksync_lock_init(&lock);
+			ksync_lock_init(&lock, 0);
 			assert_int_equal(ksync_lock_acquire(&lock), 0);
 			ksync_op_lock(&op, &lock, 1);
 			assert_int_equal(ksync_sdevent_start(&ad, &op, count_done), KSYNC_OP_PENDING);
 			w = spawn(blocking_lock, NULL);
 			wait_until(peek(lock.word) & KSYNC_LOCK_CONTENDED);
 		} else {
-			assert_int_equal(ksync_sem_init(&sem, 0, 0), 0);
+			assert_int_equal(ksync_sem_init(&sem, 0, 0, 0), 0);
 			ksync_op_sem(&op, &sem);
 			assert_int_equal(ksync_sdevent_start(&ad, &op, count_done), KSYNC_OP_PENDING);
 			w = spawn(blocking_sem, NULL);
@@ -812,7 +812,7 @@ static void test_unref_while_attached(void **state)
 
 	(void)state;
 	e = new_attached();
-	ksync_event_init(&ev);
+	ksync_event_init(&ev, 0);
 	ksync_op_event(&op, &ev);
 	ops_done = 0;
 	assert_int_equal(ksync_sdevent_start(&ad, &op, count_done), KSYNC_OP_PENDING);
@@ -857,7 +857,7 @@ static void test_detach_from_handlers(void **state)
 
 	(void)state;
 	e = new_attached();
-	ksync_event_init(&ev);
+	ksync_event_init(&ev, 0);
 	ops_done = 0;
 	ksync_op_event(&a, &ev);
 	ksync_op_event(&b, &other);
@@ -924,7 +924,7 @@ static void test_uring_loop_exit_hands_on(void **state)
 		struct ksync_op mine, next;
 		pthread_t t;
 
-		ksync_lock_init(&lock);
+		ksync_lock_init(&lock, 0);
 		ksync_op_lock(&mine, &lock, 1);
 		assert_int_equal(ksync_sdevent_start(&ad, &mine, count_done), 0);
 		t = spawn(ring_wait_then_exit, &re);

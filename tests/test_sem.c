@@ -24,9 +24,9 @@ static void test_forms_and_misuse(void **state)
 	struct timespec bad = { -1, 0 }, past = { 1, 0 };
 
 	(void)state;
-	assert_int_equal(ksync_sem_init(&sem, 3, 2), -EINVAL);
-	assert_int_equal(ksync_sem_init(&sem, KSYNC_SEM_VALUE_MAX + 1u, 0), -EINVAL);
-	assert_int_equal(ksync_sem_init(&sem, 2, 3), 0);
+	assert_int_equal(ksync_sem_init(&sem, 3, 2, 0), -EINVAL);
+	assert_int_equal(ksync_sem_init(&sem, KSYNC_SEM_VALUE_MAX + 1u, 0, 0), -EINVAL);
+	assert_int_equal(ksync_sem_init(&sem, 2, 3, 0), 0);
 	assert_int_equal(ksync_sem_release(&sem, 0), -EINVAL);
 	assert_int_equal(ksync_sem_release(&sem, 2), -EOVERFLOW);	/* 4 > max 3 */
 	assert_int_equal(ksync_sem_value(&sem), 2);			/* nothing released */
@@ -69,7 +69,7 @@ static void test_thread_thread(void **state)
 	pthread_t t;
 
 	(void)state;
-	assert_int_equal(ksync_sem_init(&sem, 0, 0), 0);
+	assert_int_equal(ksync_sem_init(&sem, 0, 0, 0), 0);
 	assert_int_equal(ksync_sem_acquire_until(&sem, CLOCK_MONOTONIC, &dl), -ETIMEDOUT);
 	assert_idle(0);
 	t = spawn(thread_acquire, NULL);
@@ -118,7 +118,7 @@ static void test_thread_to_tasks(void **state)
 		struct ring_acq ra = { .setup = ring_setups[s], .n = 5 };
 		pthread_t t;
 
-		assert_int_equal(ksync_sem_init(&sem, 0, 0), 0);
+		assert_int_equal(ksync_sem_init(&sem, 0, 0, 0), 0);
 		t = spawn(ring_acquirers, &ra);
 		wait_until(__atomic_load_n(&sem.waiters, __ATOMIC_ACQUIRE) == 5);
 		assert_int_equal(ksync_sem_release(&sem, 3), 0);
@@ -139,7 +139,7 @@ static void test_task_to_thread_and_task(void **state)
 		struct ksync_op op;
 		pthread_t t;
 
-		assert_int_equal(ksync_sem_init(&sem, 0, 1), 0);
+		assert_int_equal(ksync_sem_init(&sem, 0, 1, 0), 0);
 		assert_int_equal(ksync_loop_init(&loop, 8, ring_setups[s]), 0);
 		t = spawn(thread_acquire, NULL);
 		wait_until(__atomic_load_n(&sem.waiters, __ATOMIC_ACQUIRE) == 1);
@@ -202,7 +202,7 @@ static void test_cancel_and_timeout_race_wake(void **state)
 			bool use_timeout = rnd(&seed) & 1;
 			pthread_t rel, w;
 
-			assert_int_equal(ksync_sem_init(&sem, 0, 0), 0);
+			assert_int_equal(ksync_sem_init(&sem, 0, 0, 0), 0);
 			go = 0;
 			thread_result = 1;
 			rel = spawn(releaser, NULL);
@@ -285,7 +285,7 @@ static void test_starvation_bound(void **state)
 	pthread_t h[2], watcher;
 
 	(void)state;
-	assert_int_equal(ksync_sem_init(&sem, 1, 1), 0);
+	assert_int_equal(ksync_sem_init(&sem, 1, 1, 0), 0);
 	hammer_stop = 0;
 	starving_seen = reserved_seen = 0;
 	for (int i = 0; i < 2; i++)

@@ -233,8 +233,8 @@ static void test_stress(void **state)
 	long attempts = (long)ROUNDS * (THREADS + RINGS * TASKS);
 
 	(void)state;
-	ksync_lock_init(&lock);
-	assert_int_equal(ksync_sem_init(&sem, PERMITS, PERMITS), 0);
+	ksync_lock_init(&lock, 0);
+	assert_int_equal(ksync_sem_init(&sem, PERMITS, PERMITS, 0), 0);
 	for (int i = 0; i < RINGS; i++)
 		rings[i] = spawn(ring_actor, (void *)(uintptr_t)i);
 	for (int i = 0; i < THREADS; i++)

@@ -24,11 +24,18 @@ extern "C" {
 
 struct ksync_event {
 	uint32_t word;
+	uint32_t flags;		/* attributes given at init: KSYNC_SHARED */
 };
 
-#define KSYNC_EVENT_INIT { 0 }
+#define KSYNC_EVENT_INIT { 0, 0 }
+/* Process-shared (KSYNC_SHARED): for memory shared between processes. */
+#define KSYNC_EVENT_SHARED_INIT { 0, 1u /* KSYNC_SHARED */ }
 
-void ksync_event_init(struct ksync_event *ev);
+/*
+ * ksync_event_init - @flags 0 (process-private) or KSYNC_SHARED
+ * (<ksync/attr.h>). Returns 0, or -EINVAL for an unknown flag.
+ */
+int ksync_event_init(struct ksync_event *ev, unsigned flags);
 
 /*
  * ksync_event_set - set the event and release every waiter.

@@ -22,7 +22,7 @@
  * barging, until a waiter is served within the bound again. Threads and
  * tasks park on the same futex word and are served in one order.
  *
- * Word layout: KSYNC_LOCK_* in <ksync/word.h>. 16 bytes; may be
+ * Word layout: KSYNC_LOCK_* in <ksync/word.h>. 24 bytes; may be
  * zero-initialised or use KSYNC_LOCK_INIT; destroy is optional (it only
  * checks that the lock is idle).
  *
@@ -46,14 +46,23 @@ struct ksync_lock {
 	uint32_t word;
 	uint32_t owner_tid;	/* thread that took it (for a task: its loop thread) */
 	uint64_t owner_token;	/* 0 for a thread owner, the task token otherwise */
+	uint32_t flags;		/* attributes given at init: KSYNC_SHARED */
+	uint32_t reserved;	/* 0 */
 };
 
-#define KSYNC_LOCK_INIT { 0, 0, 0 }
+#define KSYNC_LOCK_INIT { 0, 0, 0, 0, 0 }
+/* Process-shared (KSYNC_SHARED): for memory shared between processes. */
+#define KSYNC_LOCK_SHARED_INIT { 0, 0, 0, 1u /* KSYNC_SHARED */, 0 }
 
 /* A waiter that has waited this long makes releases hand off in order. */
 #define KSYNC_LOCK_STARVE_NS	200000
 
-void ksync_lock_init(struct ksync_lock *lock);
+/*
+ * ksync_lock_init - @flags 0 (process-private) or KSYNC_SHARED
+ * (<ksync/attr.h>). Returns 0, or -EINVAL for an unknown flag (the lock is
+ * then left untouched).
+ */
+int ksync_lock_init(struct ksync_lock *lock, unsigned flags);
 
 /*
  * ksync_lock_destroy - check the lock is idle.

@@ -46,22 +46,25 @@ struct ksync_sem {
 	uint32_t word;		/* free | reserved << 24 (KSYNC_SEM_* in word.h) */
 	uint32_t waiters;	/* announced and not yet woken by the kernel */
 	uint32_t max;		/* 0: unbounded (KSYNC_SEM_VALUE_MAX) */
-	uint32_t flags;		/* KSYNC_SEM_STARVING */
+	uint32_t flags;		/* KSYNC_SEM_STARVING, KSYNC_SEM_SHARED */
 };
 
 #define KSYNC_SEM_INIT(value)			{ (value), 0, 0, 0 }
 #define KSYNC_SEM_BOUNDED_INIT(value, max)	{ (value), 0, (max), 0 }
 #define KSYNC_SEM_BINARY_INIT(value)		{ (value), 0, 1, 0 }
+/* Process-shared (KSYNC_SHARED): for memory shared between processes. */
+#define KSYNC_SEM_SHARED_INIT(value, max)	{ (value), 0, (max), KSYNC_SEM_SHARED }
 
 /* A woken waiter that has waited this long starts hand-off mode. */
 #define KSYNC_SEM_STARVE_NS	200000
 
 /*
- * ksync_sem_init - @value free permits; @max 0 for unbounded.
- * Returns 0, or -EINVAL if value > max (bounded) or value or max exceeds
- * KSYNC_SEM_VALUE_MAX.
+ * ksync_sem_init - @value free permits; @max 0 for unbounded; @flags 0
+ * (process-private) or KSYNC_SHARED (<ksync/attr.h>).
+ * Returns 0, or -EINVAL if value > max (bounded), value or max exceeds
+ * KSYNC_SEM_VALUE_MAX, or @flags has an unknown bit.
  */
-int ksync_sem_init(struct ksync_sem *sem, uint32_t value, uint32_t max);
+int ksync_sem_init(struct ksync_sem *sem, uint32_t value, uint32_t max, unsigned flags);
 
 /* Returns 0, or -EBUSY if waiters are parked or a woken waiter has not
  * taken its reserved permit yet (the semaphore is unchanged). */

@@ -127,8 +127,8 @@ static void run_broadcast(int nasync, int counter, struct bcast_run *out)
 	uint64_t base = 0, n = 0;
 	int64_t t0, t1, deadline;
 
-	ksync_event_init(&ev);
-	ksync_event_init(&all_done);
+	ksync_event_init(&ev, 0);
+	ksync_event_init(&all_done, 0);
 	poke(remaining, (uint32_t)(nasync + NTHREADS));
 	poke(rings_ready, 0);
 	for (int i = 0; i < NRINGS; i++) {

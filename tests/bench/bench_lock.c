@@ -98,7 +98,7 @@ void bench_lock_uncontended(void)
 	struct series k = { 0 }, p = { 0 }, f = { 0 };
 	long n = scaled(2000000, 100000);
 
-	ksync_lock_init(&klock);
+	ksync_lock_init(&klock, 0);
 	/* Warm up: cached tid, page faults, CPU frequency. */
 	loop_ksync(n / 4);
 	loop_pthread(n / 4);
@@ -254,7 +254,7 @@ void bench_lock_contended(void)
 	int64_t duration = scaled(200, 50) * 1000000;
 	static struct contended_run kr, pr, sr;
 
-	ksync_lock_init(&klock);
+	ksync_lock_init(&klock, 0);
 	for (unsigned ti = 0; ti < sizeof(threads) / sizeof(threads[0]); ti++) {
 		int n = threads[ti];
 		struct series kops = { 0 }, pops = { 0 }, k50 = { 0 }, p50 = { 0 };

@@ -309,8 +309,8 @@ static void run_waits(struct mem_run *out)
 	int counter = open_park_counter();
 
 	m.rounds = (int)scaled(300, 50);
-	ksync_lock_init(&m.lock);
-	check(ksync_sem_init(&m.sem, 1, 1));
+	ksync_lock_init(&m.lock, 0);
+	check(ksync_sem_init(&m.sem, 1, 1, 0));
 	m.ping = calloc((size_t)m.rounds, sizeof(*m.ping));
 	m.pong = calloc((size_t)m.rounds, sizeof(*m.pong));
 	if (!m.ping || !m.pong)

@@ -160,7 +160,7 @@ static void run_sem(bool posix, int nrings, int64_t duration, struct sem_run *ou
 	int64_t t0, t1;
 
 	poke(stop, 0);
-	check(ksync_sem_init(&ksem, PERMITS, PERMITS));
+	check(ksync_sem_init(&ksem, PERMITS, PERMITS, 0));
 	if (sem_init(&psem, 0, PERMITS))
 		die("sem_init: %s", strerror(errno));
 	pthread_barrier_init(&gate, NULL, NTHREADS + (unsigned)nrings + 1);

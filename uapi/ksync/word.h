@@ -54,6 +54,7 @@
 #define KSYNC_SEM_CLOSED	0x80000000u
 
 /* struct ksync_sem.flags */
-#define KSYNC_SEM_STARVING	0x1u
+#define KSYNC_SEM_STARVING	0x1u		/* hand-off mode (changes at run time) */
+#define KSYNC_SEM_SHARED	0x80000000u	/* initialised with KSYNC_SHARED */
 
 #endif
