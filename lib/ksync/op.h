@@ -69,6 +69,7 @@
 #include <stdint.h>
 #include <sys/types.h>	/* clockid_t (<time.h> has it only for POSIX) */
 #include <time.h>		/* struct timespec */
+#include "ksync/kernel.h"	/* KSYNC_MUST_CHECK */
 
 #ifdef __cplusplus
 extern "C" {
@@ -128,7 +129,8 @@ void ksync_op_event(struct ksync_op *op, struct ksync_event *event);
  * A deadline already in the past is allowed: the op then only tries once
  * and reports -ETIMEDOUT if it cannot complete at once.
  */
-int ksync_op_set_deadline(struct ksync_op *op, clockid_t clock, const struct timespec *deadline);
+KSYNC_MUST_CHECK int ksync_op_set_deadline(struct ksync_op *op, clockid_t clock,
+					   const struct timespec *deadline);
 
 /*
  * ksync_op_start - try the op; if it must wait, queue its SQEs on @ring.
@@ -143,7 +145,7 @@ int ksync_op_set_deadline(struct ksync_op *op, clockid_t clock, const struct tim
  *   -EPERM       io_uring is disabled for this process
  * The three feature errors come only when the op would have to wait.
  */
-int ksync_op_start(struct ksync_op *op, struct io_uring *ring);
+KSYNC_MUST_CHECK int ksync_op_start(struct ksync_op *op, struct io_uring *ring);
 
 /*
  * ksync_op_complete - feed one CQE of @op (routed by user_data).
@@ -154,7 +156,8 @@ int ksync_op_start(struct ksync_op *op, struct io_uring *ring);
  * grant), so an op never hangs. Drivers keep room so this never happens to
  * them; a framework should do the same before it feeds a CQE.
  */
-int ksync_op_complete(struct ksync_op *op, struct io_uring *ring, const struct io_uring_cqe *cqe);
+KSYNC_MUST_CHECK int ksync_op_complete(struct ksync_op *op, struct io_uring *ring,
+				       const struct io_uring_cqe *cqe);
 
 /*
  * ksync_op_cancel - ask a pending op to stop. Queues one ASYNC_CANCEL SQE.

@@ -37,6 +37,7 @@
 #include <stdint.h>
 #include <sys/types.h>	/* clockid_t (<time.h> has it only for POSIX) */
 #include <time.h>		/* struct timespec */
+#include "ksync/kernel.h"	/* KSYNC_MUST_CHECK */
 
 #ifdef __cplusplus
 extern "C" {
@@ -79,12 +80,12 @@ int ksync_sem_destroy(struct ksync_sem *sem);
  *               when no futex syscall may be used); only when it must wait
  * A failed call never holds a permit.
  */
-int ksync_sem_acquire(struct ksync_sem *sem);
-int ksync_sem_acquire_until(struct ksync_sem *sem, clockid_t clock,
-			    const struct timespec *deadline);
+KSYNC_MUST_CHECK int ksync_sem_acquire(struct ksync_sem *sem);
+KSYNC_MUST_CHECK int ksync_sem_acquire_until(struct ksync_sem *sem, clockid_t clock,
+					     const struct timespec *deadline);
 
 /* Try form: 0, or -EAGAIN if no permit is free. */
-int ksync_sem_try(struct ksync_sem *sem);
+KSYNC_MUST_CHECK int ksync_sem_try(struct ksync_sem *sem);
 
 /*
  * ksync_sem_release - return @n permits and wake up to @n waiters.
