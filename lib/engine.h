@@ -16,6 +16,7 @@
 struct ksync_park {
 	uint32_t *word;		/* preset to the primitive's own word */
 	uint32_t value;
+	uint32_t mask;		/* futex bitset, preset to KSYNC_FUTEX_MASK_ANY */
 };
 
 struct ksync_waitable {

@@ -102,6 +102,7 @@ static int op_attempt(struct ksync_op *op, bool woken)
 	struct op_state *st = op_state(op);
 
 	st->park.word = (uint32_t *)st->prim;
+	st->park.mask = KSYNC_FUTEX_MASK_ANY;
 	return st->proto->attempt(op, woken, &st->park);
 }
 
@@ -115,7 +116,7 @@ static int op_arm(struct ksync_op *op, struct io_uring *ring)
 	if (io_uring_sq_space_left(ring) < need)
 		return -EBUSY;
 	sqe = io_uring_get_sqe(ring);
-	ksync_prep_futex_wait(sqe, st->park.word, st->park.value, KSYNC_FUTEX_MASK_ANY,
+	ksync_prep_futex_wait(sqe, st->park.word, st->park.value, st->park.mask,
 			      op->user_data | KSYNC_OP_TAG_WAIT);
 	sqe->fd = (int)st->futex_flags;
 	if (st->has_deadline) {
