@@ -34,6 +34,7 @@
 #ifndef KSYNC_SEM_H
 #define KSYNC_SEM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>	/* clockid_t (<time.h> has it only for POSIX) */
 #include <time.h>		/* struct timespec */
@@ -42,6 +43,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+struct ksync_op;
 
 struct ksync_sem {
 	uint32_t word;		/* free | reserved << 24 (KSYNC_SEM_* in word.h) */
@@ -73,22 +76,42 @@ int ksync_sem_destroy(struct ksync_sem *sem);
 
 /*
  * ksync_sem_acquire / ksync_sem_acquire_until - take one permit, blocking.
- * Returns 0, or:
+ * ksync_sem_acquire_many / _many_until - take @n permits at once.
+ * @clock: CLOCK_MONOTONIC or CLOCK_REALTIME; @deadline absolute, NULL = none.
+ * Returns 0 with the permits, or (holding none):
  *   -ETIMEDOUT  the deadline passed first (tried once even if it already had)
- *   -EINVAL     bad clock or malformed deadline
+ *   -ESHUTDOWN  the semaphore is closed (also when closed while waiting)
+ *   -EINVAL     bad clock, malformed deadline, n == 0, or n more than the
+ *               semaphore can ever hold (max, or KSYNC_SEM_VALUE_MAX)
  *   other       the kernel refused the futex wait (e.g. -ENOSYS or -EPERM
  *               when no futex syscall may be used); only when it must wait
- * A failed call never holds a permit.
+ *
+ * Several permits: a request for n > 1 that cannot be served at once waits
+ * at the head of the line if nobody else does: from then on no other acquire
+ * takes a free permit until it has all n (released permits gather for it),
+ * so a large request is not starved by small ones. Later large requests
+ * queue behind it like everyone else, and one of them becomes the next
+ * head when it is served or leaves.
  */
 KSYNC_MUST_CHECK int ksync_sem_acquire(struct ksync_sem *sem);
 KSYNC_MUST_CHECK int ksync_sem_acquire_until(struct ksync_sem *sem, clockid_t clock,
 					     const struct timespec *deadline);
+KSYNC_MUST_CHECK int ksync_sem_acquire_many(struct ksync_sem *sem, uint32_t n);
+KSYNC_MUST_CHECK int ksync_sem_acquire_many_until(struct ksync_sem *sem, uint32_t n,
+						  clockid_t clock,
+						  const struct timespec *deadline);
 
-/* Try form: 0, or -EAGAIN if no permit is free. */
+/*
+ * Try forms: 0 with the permit(s), or -EAGAIN (not enough free, or a
+ * request for several permits is first in line), -ESHUTDOWN (closed),
+ * -EINVAL (n == 0 or more than the semaphore can hold).
+ */
 KSYNC_MUST_CHECK int ksync_sem_try(struct ksync_sem *sem);
+KSYNC_MUST_CHECK int ksync_sem_try_many(struct ksync_sem *sem, uint32_t n);
 
 /*
  * ksync_sem_release - return @n permits and wake up to @n waiters.
+ * Releasing works on a closed semaphore too.
  * Returns 0, or:
  *   -EINVAL     n == 0
  *   -EOVERFLOW  the count would exceed max (or KSYNC_SEM_VALUE_MAX); nothing
@@ -96,8 +119,24 @@ KSYNC_MUST_CHECK int ksync_sem_try(struct ksync_sem *sem);
  */
 int ksync_sem_release(struct ksync_sem *sem, uint32_t n);
 
+/*
+ * ksync_sem_close - every waiter, in every world, and every later acquire
+ * fails with -ESHUTDOWN; releases still work (so holders can give back).
+ * Returns 0, or -EALREADY if it was closed already.
+ */
+int ksync_sem_close(struct ksync_sem *sem);
+
+/* Has ksync_sem_close been called? */
+bool ksync_sem_is_closed(const struct ksync_sem *sem);
+
 /* Permits nobody holds now, reserved ones included (a snapshot). */
 uint32_t ksync_sem_value(const struct ksync_sem *sem);
+
+/*
+ * ksync_op_sem_many - like ksync_op_sem (<ksync/op.h>), for @n permits.
+ * Returns 0, or -EINVAL (n == 0 or more than the semaphore can hold).
+ */
+KSYNC_MUST_CHECK int ksync_op_sem_many(struct ksync_op *op, struct ksync_sem *sem, uint32_t n);
 
 #ifdef __cplusplus
 }

@@ -34,27 +34,40 @@
 #define KSYNC_LOCK_STARVING	0x8u
 
 /*
- * Semaphore word: F | R << 24 | CLOSED << 31.
+ * Semaphore word: F | R << 23 | HEAD << 30 | CLOSED << 31.
  *
- * F (bits 0-23)   free permits, which anyone may take.
- * R (bits 24-30)  permits reserved for waiters the kernel has woken; only a
- *                 woken waiter may take one. Non-zero only in hand-off mode.
- * CLOSED (bit 31) reserved for close(); always 0 today.
+ * F (bits 0-22)   free permits, which anyone may take (unless HEAD).
+ * R (bits 23-29)  permits reserved for waiters the kernel has woken; only a
+ *                 woken single-permit waiter may take one. Non-zero only in
+ *                 hand-off mode.
+ * HEAD (bit 30)   a waiter for several permits is first in line: nobody
+ *                 else takes from F until it has them all. It waits on its
+ *                 own futex bitset (KSYNC_SEM_MASK_HEAD), so a release can
+ *                 wake it alone; it needs struct ksync_sem.flags' NEED.
+ * CLOSED (bit 31) ksync_sem_close() was called: acquires fail.
  *
  * Every change a waiter could be waiting for changes this word, so a waiter
  * that decided to park on a stale value gets EAGAIN from the kernel. The
  * waiters that have announced themselves and not yet been woken are counted
- * in struct ksync_sem.waiters; the hand-off mode bit lives in its flags.
+ * in struct ksync_sem.waiters.
  */
-#define KSYNC_SEM_VALUE_MAX	0x00ffffffu	/* most permits F + R can hold */
-#define KSYNC_SEM_FREE_MASK	0x00ffffffu
-#define KSYNC_SEM_RESERVED_ONE	0x01000000u
-#define KSYNC_SEM_RESERVED_MASK	0x7f000000u
+#define KSYNC_SEM_VALUE_MAX	0x007fffffu	/* most permits F + R can hold */
+#define KSYNC_SEM_FREE_MASK	0x007fffffu
+#define KSYNC_SEM_RESERVED_SHIFT 23
+#define KSYNC_SEM_RESERVED_ONE	0x00800000u
+#define KSYNC_SEM_RESERVED_MASK	0x3f800000u
 #define KSYNC_SEM_RESERVED_MAX	127u
+#define KSYNC_SEM_HEAD		0x40000000u
 #define KSYNC_SEM_CLOSED	0x80000000u
+
+/* Futex bitsets of semaphore waiters. */
+#define KSYNC_SEM_MASK_QUEUE	0x1u
+#define KSYNC_SEM_MASK_HEAD	0x2u
 
 /* struct ksync_sem.flags */
 #define KSYNC_SEM_STARVING	0x1u		/* hand-off mode (changes at run time) */
+#define KSYNC_SEM_NEED_SHIFT	1		/* bits 1-23: permits the HEAD waits for */
+#define KSYNC_SEM_NEED_MASK	(KSYNC_SEM_VALUE_MAX << KSYNC_SEM_NEED_SHIFT)
 #define KSYNC_SEM_SHARED	0x80000000u	/* initialised with KSYNC_SHARED */
 
 #endif
