@@ -533,6 +533,7 @@ static const struct {
 	{ "broadcast", bench_broadcast },
 	{ "memory", bench_memory },
 	{ "poll", bench_poll },
+	{ "pipeline", bench_pipeline },
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
 

@@ -233,6 +233,7 @@ void bench_lock_contended(void);
 void bench_wake(void);
 void bench_sem(void);
 void bench_broadcast(void);
+void bench_pipeline(void);
 void bench_memory(void);
 void bench_poll(void);
 
