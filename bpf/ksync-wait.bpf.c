@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * ksync-wait: time every wait on a ksync primitive, from the USDT probes
- * ksync:wait_begin / ksync:wait_end, and count ksync:wake.
+ * ksync-wait: time every contended wait on a ksync primitive, per waiter
+ * stack, and charge the waiting to the stacks of the wakes (releases, sets)
+ * that end it, from the USDT probes of uapi/ksync/probe.h.
  *
  * A wait in progress is keyed by (process, primitive, world, who), not by
  * thread: an io_uring loop thread begins and ends the waits of many tasks,
- * interleaved, and only the task token (who) tells them apart.
+ * interleaved, and only the task token (who) tells them apart. A task's
+ * stack is the one taken at ksync:op_start, where the task started the op,
+ * not the loop's stack at wait_begin.
  *
- * The records are in uapi/ksync/trace.h; ksync-wait.c loads and reads this.
+ * The records, and how delay and hold time are derived, are described in
+ * uapi/ksync/trace.h; ksync-wait.c loads and reads this.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -15,6 +19,7 @@
 #include <bpf/usdt.bpf.h>
 
 #include "ksync/probe.h"
+#include "ksync/word.h"
 #include "ksync/trace.h"
 
 /* usdt.bpf.h may or may not bring in the errno values; these are Linux's. */
@@ -25,30 +30,88 @@
 #define ECANCELED	125
 #endif
 
-/* Waits in progress / stats rows we can hold. A full map drops records
- * (the counts of that row then fall short), it never blocks the tracee. */
+/* Map sizes. A full map drops records (the counts of that row then fall
+ * short), it never blocks the tracee. The loader may change them. */
 #define MAX_WAITS	16384
-#define MAX_ROWS	4096
-#define MAX_STACKS	4096
+#define MAX_PRIMS	16384
+#define MAX_ROWS	8192
+#define MAX_STACKS	8192
 
-/* Set by the loader before load (-s). */
-const volatile bool want_stacks = false;
+/* Set by the loader before load (--no-stacks clears it). */
+const volatile bool want_stacks = true;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_WAITS);
-	__type(key, struct ksync_trace_start_key);
-	__type(value, struct ksync_trace_start);
+	__type(key, struct ksync_trace_wait_key);
+	__type(value, struct ksync_trace_wait);
 } starts SEC(".maps");
+
+/* LRU: an op that starts but never waits (an error) leaves its entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_WAITS);
+	__type(key, struct ksync_trace_wait_key);
+	__type(value, __u32);
+} op_starts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_PRIMS);
+	__type(key, struct ksync_trace_prim_key);
+	__type(value, struct ksync_trace_prim);
+} prims SEC(".maps");
 
 /* Per CPU, so that two CPUs updating one busy primitive do not fight over
  * its cache line; the loader sums the copies. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, MAX_ROWS);
-	__type(key, struct ksync_trace_key);
-	__type(value, struct ksync_trace_stats);
-} stats SEC(".maps");
+	__type(key, struct ksync_trace_wait_row_key);
+	__type(value, struct ksync_trace_wait_row);
+} waits SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_ROWS);
+	__type(key, struct ksync_trace_wake_row_key);
+	__type(value, struct ksync_trace_wake_row);
+} wakes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_PRIMS);
+	__type(key, struct ksync_trace_prim_key);
+	__type(value, struct ksync_trace_name);
+} names SEC(".maps");
+
+/* The wake row a thread's wake_begin used, for the wake that follows it. */
+struct waking {
+	__u64 prim;
+	__u32 stack_id;
+	__u32 kind;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);		/* pid_tgid */
+	__type(value, struct waking);
+} wakers SEC(".maps");
+
+/* Processes seen; a new one is announced on new_pids, so that the loader
+ * reads its maps and names while it still lives. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} seen_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} new_pids SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
@@ -57,29 +120,71 @@ struct {
 	__uint(value_size, KSYNC_TRACE_STACK_DEPTH * sizeof(__u64));
 } stacks SEC(".maps");
 
+/* New rows start from these (too large for the BPF stack). */
+static struct ksync_trace_wait_row new_wait_row = {
+	.max_waker_stack = KSYNC_TRACE_NO_STACK,
+};
+static struct ksync_trace_wake_row new_wake_row;
+static struct ksync_trace_prim new_prim = {
+	.last_wake_stack = KSYNC_TRACE_NO_STACK,
+	.hold_stack = KSYNC_TRACE_NO_STACK,
+};
+
+/* The Lock's public layout (lib/ksync/lock.h): word, owner_tid, owner_token. */
+struct user_lock {
+	__u32 word;
+	__u32 owner_tid;
+	__u64 owner_token;
+};
+
 static __always_inline __u32 current_pid(void)
 {
 	return bpf_get_current_pid_tgid() >> 32;
 }
 
-/* This CPU's row for (process, prim, kind, world), created on first use. */
-static struct ksync_trace_stats *row(void *prim, int kind, int world)
+static __always_inline __u32 current_tid(void)
 {
-	struct ksync_trace_key key = {
-		.prim = (__u64)prim,
-		.pid = current_pid(),
-		.kind = kind,
-		.world = world,
-	};
-	struct ksync_trace_stats zero = { .max_stack_id = KSYNC_TRACE_NO_STACK };
-	struct ksync_trace_stats *s;
+	return (__u32)bpf_get_current_pid_tgid();
+}
 
-	s = bpf_map_lookup_elem(&stats, &key);
-	if (s)
-		return s;
-	/* NOEXIST: if another CPU created the row meanwhile, keep its data. */
-	bpf_map_update_elem(&stats, &key, &zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&stats, &key);
+static __always_inline void note_pid(void)
+{
+	__u32 pid = current_pid();
+	__u8 one = 1;
+
+	if (bpf_map_lookup_elem(&seen_pids, &pid))
+		return;
+	if (bpf_map_update_elem(&seen_pids, &pid, &one, BPF_NOEXIST) == 0)
+		bpf_ringbuf_output(&new_pids, &pid, sizeof(pid), 0);
+}
+
+static __always_inline __u32 take_stack(void *ctx)
+{
+	long id;
+
+	if (!want_stacks)
+		return KSYNC_TRACE_NO_STACK;
+	id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+	return id >= 0 ? (__u32)id : KSYNC_TRACE_NO_STACK;
+}
+
+/* Look a row up, creating it on first use; NOEXIST: if another CPU created
+ * it meanwhile, keep its data. */
+static __always_inline void *get_or_create(void *map, const void *key, const void *init)
+{
+	void *v = bpf_map_lookup_elem(map, key);
+
+	if (v)
+		return v;
+	bpf_map_update_elem(map, key, init, BPF_NOEXIST);
+	return bpf_map_lookup_elem(map, key);
+}
+
+static __always_inline struct ksync_trace_prim *prim_state(__u64 prim)
+{
+	struct ksync_trace_prim_key key = { .prim = prim, .pid = current_pid() };
+
+	return get_or_create(&prims, &key, &new_prim);
 }
 
 static __always_inline int outcome_slot(int outcome)
@@ -93,87 +198,293 @@ static __always_inline int outcome_slot(int outcome)
 	return KSYNC_TRACE_OTHER;
 }
 
+/* floor(log2(v)) for v >= 1, 0 for v == 0, without loops. */
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r = 0, shift;
+
+	shift = (v > 0xffffffffULL) << 5; v >>= shift; r |= shift;
+	shift = (v > 0xffff) << 4; v >>= shift; r |= shift;
+	shift = (v > 0xff) << 3; v >>= shift; r |= shift;
+	shift = (v > 0xf) << 2; v >>= shift; r |= shift;
+	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
+	r |= (v >> 1);
+	return r;
+}
+
+static __always_inline void max_u64(__u64 *p, __u64 v)
+{
+	/* Racy only against a preempting program on this CPU (per-CPU rows):
+	 * at worst a max is lost to a close one. */
+	if (v > *p)
+		*p = v;
+}
+
+SEC("usdt")
+int BPF_USDT(op_start, void *op, void *prim, int kind, __u64 who)
+{
+	struct ksync_trace_wait_key key = {
+		.prim = (__u64)prim,
+		.who = who,
+		.pid = current_pid(),
+		.world = KSYNC_WORLD_URING,
+	};
+	__u32 stack_id = take_stack(ctx);
+
+	note_pid();
+	(void)op;
+	(void)kind;
+	bpf_map_update_elem(&op_starts, &key, &stack_id, BPF_ANY);
+	return 0;
+}
+
 SEC("usdt")
 int BPF_USDT(wait_begin, void *prim, int kind, int world, __u64 who)
 {
-	struct ksync_trace_start_key key = {
+	struct ksync_trace_wait_key key = {
 		.prim = (__u64)prim,
 		.who = who,
 		.pid = current_pid(),
 		.world = world,
 	};
-	struct ksync_trace_start start = {
+	struct ksync_trace_wait w = {
 		.ts_ns = bpf_ktime_get_ns(),
 		.stack_id = KSYNC_TRACE_NO_STACK,
 	};
+	struct ksync_trace_prim *ps;
 
-	(void)kind;	/* the stats row takes it from wait_end */
-	if (want_stacks) {
-		long id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+	note_pid();
+	if (world == KSYNC_WORLD_URING) {
+		__u32 *sid = bpf_map_lookup_elem(&op_starts, &key);
 
-		if (id >= 0)
-			start.stack_id = (__u32)id;
+		if (sid) {
+			w.stack_id = *sid;
+			bpf_map_delete_elem(&op_starts, &key);
+		}
 	}
-	bpf_map_update_elem(&starts, &key, &start, BPF_ANY);
+	/* A task without an op_start record (a library without that probe)
+	 * still waits inside ksync_op_start(): its own stack is next best. */
+	if (w.stack_id == KSYNC_TRACE_NO_STACK)
+		w.stack_id = take_stack(ctx);
+	if (kind == KSYNC_KIND_LOCK) {
+		struct user_lock l;
+
+		if (!bpf_probe_read_user(&l, sizeof(l), prim)) {
+			w.holder_tid = l.owner_tid;
+			w.holder_token = l.owner_token;
+		}
+	}
+	/* NOEXIST: a stale entry (a wait whose end was never seen) keeps
+	 * its place in the primitive's count instead of adding to it. */
+	if (bpf_map_update_elem(&starts, &key, &w, BPF_NOEXIST)) {
+		bpf_map_update_elem(&starts, &key, &w, BPF_EXIST);
+		return 0;
+	}
+	ps = prim_state((__u64)prim);
+	if (ps) {
+		__sync_fetch_and_add(&ps->nwaiting, 1);
+		__sync_fetch_and_add(&ps->start_sum, w.ts_ns);
+	}
 	return 0;
 }
 
 SEC("usdt")
 int BPF_USDT(wait_end, void *prim, int kind, int world, __u64 who, int outcome)
 {
-	struct ksync_trace_start_key key = {
+	struct ksync_trace_wait_key key = {
 		.prim = (__u64)prim,
 		.who = who,
 		.pid = current_pid(),
 		.world = world,
 	};
-	struct ksync_trace_start *sp, start;
-	struct ksync_trace_stats *s;
+	struct ksync_trace_wait_row_key rkey = {
+		.prim = (__u64)prim,
+		.pid = key.pid,
+		.kind = kind,
+		.world = world,
+		.stack_id = KSYNC_TRACE_NO_STACK,
+	};
+	struct ksync_trace_wait *sp, start = {};
+	struct ksync_trace_wait_row *row;
+	struct ksync_trace_prim *ps;
+	__u32 waker = KSYNC_TRACE_NO_STACK;
+	__u64 now = bpf_ktime_get_ns(), ns = 0;
 	bool timed = false;
-	__u64 ns = 0;
 
+	note_pid();
 	sp = bpf_map_lookup_elem(&starts, &key);
 	if (sp) {
 		/* Copy before the delete: the element may be reused after it. */
 		start = *sp;
 		bpf_map_delete_elem(&starts, &key);
-		ns = bpf_ktime_get_ns() - start.ts_ns;
+		ns = now - start.ts_ns;
 		timed = true;
+		rkey.stack_id = start.stack_id;
+	} else if (world != KSYNC_WORLD_URING) {
+		/* Began before we attached: a thread is still in the same call. */
+		rkey.stack_id = take_stack(ctx);
 	}
 
-	s = row(prim, kind, world);
-	if (!s)
+	ps = prim_state((__u64)prim);
+	if (ps && timed) {
+		__u64 from = start.ts_ns;
+
+		/* Its share of start_sum: reset to the last wake at each wake. */
+		if (ps->last_wake_ns > from) {
+			from = ps->last_wake_ns;
+			waker = ps->last_wake_stack;
+		}
+		__sync_fetch_and_add(&ps->nwaiting, -1);
+		__sync_fetch_and_add(&ps->start_sum, -from);
+	}
+
+	row = get_or_create(&waits, &rkey, &new_wait_row);
+	if (!row)
 		return 0;
 	/*
 	 * Atomic adds although the row is per CPU: a uprobe program can be
 	 * preempted, and another on this CPU could then hit the same row.
 	 */
-	__sync_fetch_and_add(&s->waits, 1);
-	__sync_fetch_and_add(&s->outcomes[outcome_slot(outcome)], 1);
+	__sync_fetch_and_add(&row->waits, 1);
+	__sync_fetch_and_add(&row->outcomes[outcome_slot(outcome)], 1);
 	if (timed) {
-		__sync_fetch_and_add(&s->timed, 1);
-		__sync_fetch_and_add(&s->total_ns, ns);
-		/* Racy only against a preempting program on this CPU: at
-		 * worst the max and its stack come from two close waits. */
-		if (ns > s->max_ns) {
-			s->max_ns = ns;
-			s->max_who = who;
-			s->max_stack_id = start.stack_id;
+		__u32 slot = log2_u64(ns);
+
+		if (slot >= KSYNC_TRACE_HIST_SLOTS)
+			slot = KSYNC_TRACE_HIST_SLOTS - 1;
+		__sync_fetch_and_add(&row->timed, 1);
+		__sync_fetch_and_add(&row->total_ns, ns);
+		__sync_fetch_and_add(&row->hist[slot], 1);
+		if (ns > row->max_ns) {
+			row->max_ns = ns;
+			row->max_who = who;
+			row->max_holder_tid = start.holder_tid;
+			row->max_holder_token = start.holder_token;
+			row->max_waker_stack = waker;
+		}
+	}
+
+	/* A hold begins: time it if its release is sure to wake. */
+	if (kind == KSYNC_KIND_LOCK && outcome == 0 && ps) {
+		__u32 word = 0;
+		const __u32 both = KSYNC_LOCK_LOCKED | KSYNC_LOCK_CONTENDED;
+
+		bpf_probe_read_user(&word, sizeof(word), prim);
+		if ((word & both) == both) {
+			ps->hold_tid = current_tid();
+			ps->hold_world = world;
+			ps->hold_stack = rkey.stack_id;
+			ps->hold_ns = now;
+		} else {
+			ps->hold_ns = 0;
 		}
 	}
 	return 0;
 }
 
 SEC("usdt")
+int BPF_USDT(wake_begin, void *prim, int kind)
+{
+	struct ksync_trace_wake_row_key key = {
+		.prim = (__u64)prim,
+		.pid = current_pid(),
+		.kind = kind,
+		.stack_id = take_stack(ctx),
+	};
+	struct waking wk = { .prim = (__u64)prim, .stack_id = key.stack_id, .kind = kind };
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct ksync_trace_wake_row *row;
+	struct ksync_trace_prim *ps;
+	__u64 now = bpf_ktime_get_ns(), delay = 0, hold = 0;
+	struct ksync_trace_wait_row_key hkey = {};
+	bool held = false;
+
+	note_pid();
+	ps = prim_state((__u64)prim);
+	if (ps) {
+		__u64 n = ps->nwaiting, due = n * now, sum = ps->start_sum;
+
+		/* Everyone waiting now waited since max(its start, last wake)
+		 * because of this hold; from now on they wait on the next. */
+		if (due > sum) {
+			delay = due - sum;
+			__sync_fetch_and_add(&ps->start_sum, delay);
+		}
+		ps->last_wake_ns = now;
+		ps->last_wake_stack = key.stack_id;
+		if (kind == KSYNC_KIND_LOCK && ps->hold_ns && ps->hold_tid == (__u32)pid_tgid) {
+			hold = now - ps->hold_ns;
+			held = true;
+			hkey.prim = (__u64)prim;
+			hkey.pid = key.pid;
+			hkey.kind = kind;
+			hkey.world = ps->hold_world;
+			hkey.stack_id = ps->hold_stack;
+			ps->hold_ns = 0;
+		}
+	}
+
+	row = get_or_create(&wakes, &key, &new_wake_row);
+	if (row) {
+		__sync_fetch_and_add(&row->wakes, 1);
+		__sync_fetch_and_add(&row->delay_ns, delay);
+		row->last_tid = (__u32)pid_tgid;
+		if (held) {
+			__sync_fetch_and_add(&row->holds, 1);
+			__sync_fetch_and_add(&row->hold_total_ns, hold);
+			max_u64(&row->hold_max_ns, hold);
+		}
+	}
+	if (held) {
+		/* Also on the row of the waits that began the hold. */
+		struct ksync_trace_wait_row *w = get_or_create(&waits, &hkey, &new_wait_row);
+
+		if (w) {
+			__sync_fetch_and_add(&w->holds, 1);
+			__sync_fetch_and_add(&w->hold_total_ns, hold);
+			max_u64(&w->hold_max_ns, hold);
+		}
+	}
+	bpf_map_update_elem(&wakers, &pid_tgid, &wk, BPF_ANY);
+	return 0;
+}
+
+SEC("usdt")
 int BPF_USDT(wake, void *prim, int kind, int woken)
 {
-	struct ksync_trace_stats *s = row(prim, kind, KSYNC_TRACE_WORLD_NONE);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct ksync_trace_wake_row_key key = {
+		.prim = (__u64)prim,
+		.pid = pid_tgid >> 32,
+		.kind = kind,
+		.stack_id = KSYNC_TRACE_NO_STACK,
+	};
+	struct ksync_trace_wake_row *row;
+	struct waking *wk;
 
-	if (!s)
+	wk = bpf_map_lookup_elem(&wakers, &pid_tgid);
+	if (wk && wk->prim == (__u64)prim) {
+		key.stack_id = wk->stack_id;
+		bpf_map_delete_elem(&wakers, &pid_tgid);
+	}
+	if (woken <= 0)
 		return 0;
-	__sync_fetch_and_add(&s->wakes, 1);
-	if (woken > 0)
-		__sync_fetch_and_add(&s->woken, woken);
+	row = get_or_create(&wakes, &key, &new_wake_row);
+	if (row)
+		__sync_fetch_and_add(&row->woken, woken);
+	return 0;
+}
+
+SEC("usdt")
+int BPF_USDT(name, void *prim, const char *name)
+{
+	struct ksync_trace_prim_key key = { .prim = (__u64)prim, .pid = current_pid() };
+	struct ksync_trace_name v = {};
+
+	note_pid();
+	if (name)
+		bpf_probe_read_user_str(v.name, sizeof(v.name), name);
+	bpf_map_update_elem(&names, &key, &v, BPF_ANY);
 	return 0;
 }
 

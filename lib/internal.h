@@ -136,16 +136,16 @@ static inline int wait_word(uint32_t *word, uint32_t fflags, uint32_t expected, 
 	return ksync_futex_wait_flags(word, expected, KSYNC_FUTEX_MASK_ANY, fflags, clock, deadline);
 }
 
-/* futex_wake with its probes: wake_begin before (the waker's stack, ahead
- * of every woken waiter's wait_end), wake after (how many it woke). */
+/*
+ * futex_wake with its probes: wake_begin before (the waker's stack, ahead
+ * of every woken waiter's wait_end), wake after (how many it woke). Out of
+ * line (kernel.c), so that each probe has one site: a tracer pays per site
+ * to attach and detach.
+ */
+int ksync_wake_traced(uint32_t *word, uint32_t fflags, void *prim, int kind, int nr);
 static inline int wake_traced(uint32_t *word, uint32_t fflags, void *prim, int kind, int nr)
 {
-	int n;
-
-	trace_wake_begin(prim, kind);
-	n = ksync_futex_wake_flags(word, KSYNC_FUTEX_MASK_ANY, nr, fflags);
-	trace_wake(prim, kind, n);
-	return n;
+	return ksync_wake_traced(word, fflags, prim, kind, nr);
 }
 
 #endif

@@ -29,6 +29,16 @@ KSYNC_SEMAPHORE(op_start);
 KSYNC_SEMAPHORE(name);
 #endif
 
+int ksync_wake_traced(uint32_t *word, uint32_t fflags, void *prim, int kind, int nr)
+{
+	int n;
+
+	trace_wake_begin(prim, kind);
+	n = ksync_futex_wake_flags(word, KSYNC_FUTEX_MASK_ANY, nr, fflags);
+	trace_wake(prim, kind, n);
+	return n;
+}
+
 static int ts_valid(const struct timespec *ts)
 {
 	return ts->tv_sec >= 0 && ts->tv_nsec >= 0 && ts->tv_nsec < 1000000000L;

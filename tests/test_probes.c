@@ -2,8 +2,9 @@
 /*
  * The USDT probes are part of the ABI (uapi/ksync/probe.h): tracing tools
  * find them in the shared library's .note.stapsdt notes. Check that the
- * installed library really carries them, with is-enabled semaphores, and
- * with the documented number of arguments.
+ * built library really carries them, with is-enabled semaphores, and with
+ * the documented number of arguments; and that its name registry is in the
+ * section where tools look for it.
  */
 #include "harness.h"
 #include "stapsdt.h"
