@@ -64,6 +64,7 @@ struct waiter {
 	bool counted;	/* in s->waiters */
 	bool woken;	/* the kernel woke it since its last attempt */
 	bool head;	/* it set HEAD */
+	bool task;	/* an async op: slow to act on a wake */
 };
 
 static inline uint32_t min_u32(uint32_t a, uint32_t b)
@@ -269,10 +270,16 @@ static void give_up(struct ksync_sem *s, struct waiter *w)
 	w->head = false;
 }
 
-/* A woken waiter lost to new arrivals: after too long, ask for hand-offs. */
-static void note_lost(struct ksync_sem *s, int64_t waited_ns)
+/*
+ * A woken waiter lost to new arrivals: after too long, ask for hand-offs.
+ * A task asks at once: between its wake and its attempt its loop must reap
+ * the CQE, a window in which a spinning thread always wins, so without
+ * hand-offs tasks would lose every race to threads.
+ */
+static void note_lost(struct ksync_sem *s, const struct waiter *w, int64_t waited_ns)
 {
-	if (waited_ns >= KSYNC_SEM_STARVE_NS && !(load_relaxed(&s->flags) & KSYNC_SEM_STARVING))
+	if ((w->task || waited_ns >= KSYNC_SEM_STARVE_NS) &&
+	    !(load_relaxed(&s->flags) & KSYNC_SEM_STARVING))
 		__atomic_fetch_or(&s->flags, KSYNC_SEM_STARVING, __ATOMIC_RELAXED);
 }
 
@@ -312,7 +319,7 @@ static int attempt(struct ksync_sem *s, struct waiter *w, int64_t waited, uint32
 			return r;
 		}
 		if (woken) {
-			note_lost(s, waited);
+			note_lost(s, w, waited);
 			woken = false;
 		}
 		if (w->counted)
@@ -459,6 +466,7 @@ static struct waiter op_waiter(struct ksync_op *op, bool woken)
 		.counted = (f[1] & 1) && !woken,	/* a wake uncounts */
 		.woken = woken,
 		.head = f[1] & 2,
+		.task = true,
 	};
 }
 

@@ -17,9 +17,11 @@
  * priorities); a woken waiter then competes with new arrivals, which may
  * take the permit first (barging), and parks again if it loses. Unfairness
  * is bounded: a woken waiter that has waited KSYNC_SEM_STARVE_NS or more
- * and still loses sets STARVING; from then on each release reserves its
- * permits (in the futex word) for the waiters it wakes, so new arrivals
- * cannot take them, until a waiter is served within the bound again. The
+ * and still loses sets STARVING, and so does a woken io_uring task that
+ * loses at all (between its wake and its attempt its loop must reap the
+ * CQE, a window in which threads would always win); from then on each
+ * release reserves its permits (in the futex word) for the waiters it
+ * wakes, so new arrivals cannot take them, until a waiter is served within the bound again. The
  * benchmark suite reports the measured max and p99.9 wait.
  *
  * Loop threads. Do not block a loop's thread in ksync_sem_acquire on a
