@@ -142,10 +142,11 @@ static inline int wait_word(uint32_t *word, uint32_t fflags, uint32_t expected, 
  * line (kernel.c), so that each probe has one site: a tracer pays per site
  * to attach and detach.
  */
-int ksync_wake_traced(uint32_t *word, uint32_t fflags, void *prim, int kind, int nr);
+int ksync_wake_traced(uint32_t *word, uint32_t fflags, uint32_t mask, void *prim, int kind,
+		      int nr);
 static inline int wake_traced(uint32_t *word, uint32_t fflags, void *prim, int kind, int nr)
 {
-	return ksync_wake_traced(word, fflags, prim, kind, nr);
+	return ksync_wake_traced(word, fflags, KSYNC_FUTEX_MASK_ANY, prim, kind, nr);
 }
 
 #endif

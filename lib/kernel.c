@@ -29,12 +29,13 @@ KSYNC_SEMAPHORE(op_start);
 KSYNC_SEMAPHORE(name);
 #endif
 
-int ksync_wake_traced(uint32_t *word, uint32_t fflags, void *prim, int kind, int nr)
+int ksync_wake_traced(uint32_t *word, uint32_t fflags, uint32_t mask, void *prim, int kind,
+		      int nr)
 {
 	int n;
 
 	trace_wake_begin(prim, kind);
-	n = ksync_futex_wake_flags(word, KSYNC_FUTEX_MASK_ANY, nr, fflags);
+	n = ksync_futex_wake_flags(word, mask, nr, fflags);
 	trace_wake(prim, kind, n);
 	return n;
 }

@@ -130,9 +130,8 @@ static uint32_t wake_waiters(struct ksync_sem *s, uint32_t nr, uint32_t mask)
 {
 	int woken;
 
-	trace_wake_begin(s, KSYNC_KIND_SEM);
-	woken = ksync_futex_wake_flags(&s->word, mask, (int)min_u32(nr, INT_MAX), fflags(s));
-	trace_wake(s, KSYNC_KIND_SEM, woken);
+	woken = ksync_wake_traced(&s->word, fflags(s), mask, s, KSYNC_KIND_SEM,
+				  (int)min_u32(nr, INT_MAX));
 	if (woken <= 0)
 		return 0;
 	__atomic_fetch_sub(&s->waiters, (uint32_t)woken, __ATOMIC_SEQ_CST);

@@ -11,5 +11,6 @@
 #include "ksync/event.h"
 #include "ksync/lock.h"
 #include "ksync/sem.h"
+#include "ksync/name.h"
 
 #endif
