@@ -34,6 +34,7 @@ struct stack {
 static struct stack *stack_cache;
 static size_t nstack_cache;
 static int stacks_fd;
+static __u64 stacks_lost;	/* not kept: the stack maps were full */
 
 static const struct stack *get_stack(__u32 id)
 {
@@ -811,7 +812,11 @@ static void json_prim(FILE *f, __u32 pid, __u64 prim, const struct prim_id *id, 
 /*
  * One object per report, on one line:
  *
- *   {"version":1, "time":UNIX_S, "waits":[WAIT...], "holders":[HOLDER...]}
+ *   {"version":1, "time":UNIX_S, "stacks_lost":N, "waits":[WAIT...],
+ *    "holders":[HOLDER...]}
+ *
+ * stacks_lost: stacks not kept since the tool started (its maps were full);
+ * their waits and wakes are counted in rows without a call site.
  *
  * WAIT: pid, comm, prim ("0x..."), name, name_source ("set", "symbol",
  *   "address"), kind, world, site (FRAME or null), waits, timed, total_ns,
@@ -826,7 +831,8 @@ static void json_prim(FILE *f, __u32 pid, __u64 prim, const struct prim_id *id, 
  */
 static void print_json(FILE *f, struct rows *rows, size_t nw, size_t nk)
 {
-	fprintf(f, "{\"version\":1,\"time\":%lld,\"waits\":[", (long long)time(NULL));
+	fprintf(f, "{\"version\":1,\"time\":%lld,\"stacks_lost\":%llu,\"waits\":[",
+		(long long)time(NULL), stacks_lost);
 	for (size_t i = 0; i < nw; i++) {
 		const struct wrow *r = &rows->w[i];
 		const struct ksync_trace_wait_row *s = &r->s;
@@ -1089,6 +1095,10 @@ int report(struct ksync_wait_bpf *skel, bool reset)
 	int err;
 
 	stacks_fd = bpf_map__fd(skel->maps.stacks);
+	stacks_lost = skel->bss->stacks_lost;
+	if (stacks_lost)
+		fprintf(stderr, "ksync-wait: %llu stacks not kept (the stack map is full): "
+			"their rows have no call site\n", stacks_lost);
 	names_fd = bpf_map__fd(skel->maps.names);
 	refresh_procs(skel);
 

@@ -113,12 +113,46 @@ struct {
 	__uint(max_entries, 4096);
 } new_pids SEC(".maps");
 
+/*
+ * User stacks, interned here rather than in a BPF_MAP_TYPE_STACK_TRACE: that
+ * map keeps one stack per hash bucket and fails (-EEXIST) for a second stack
+ * whose hash lands in a taken bucket, so with a dozen stacks in 8192 buckets
+ * about one run in two hundred silently lost one (a row without its call
+ * site). Here a stack is a key of its own, compared whole: two stacks never
+ * share an id, and only a full map loses one (counted in stacks_lost).
+ *
+ *   stack_ids  the frames (zero-padded) -> their id
+ *   stacks     id -> the frames, written before the id is published
+ */
+struct stack_frames {
+	__u64 ip[KSYNC_TRACE_STACK_DEPTH];
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_STACKS);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, KSYNC_TRACE_STACK_DEPTH * sizeof(__u64));
+	__type(key, struct stack_frames);
+	__type(value, __u32);
+} stack_ids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_STACKS);
+	__type(key, __u32);
+	__type(value, struct stack_frames);
 } stacks SEC(".maps");
+
+/* Where a stack is taken (too large for the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stack_frames);
+} stack_scratch SEC(".maps");
+
+/* Ids handed out, and stacks that could not be kept (read by the loader). */
+__u32 next_stack_id;
+__u64 stacks_lost;
 
 /* New rows start from these (too large for the BPF stack). */
 static struct ksync_trace_wait_row new_wait_row = {
@@ -158,14 +192,67 @@ static __always_inline void note_pid(void)
 		bpf_ringbuf_output(&new_pids, &pid, sizeof(pid), 0);
 }
 
-static __always_inline __u32 take_stack(void *ctx)
+/*
+ * The user stack by frame pointer, as the kernel's walker does: the probe's
+ * own address, then the return address of each frame record. Used when
+ * bpf_get_stack() cannot take it (its per-CPU buffers are taken, e.g. by a
+ * preempted program on this CPU: uprobe programs run preemptibly).
+ */
+static __always_inline int walk_frames(struct pt_regs *regs, struct stack_frames *st)
 {
-	long id;
+	__u64 fp = PT_REGS_FP(regs);
+	int n = 1;
+
+	st->ip[0] = PT_REGS_IP(regs);
+	for (int i = 1; i < KSYNC_TRACE_STACK_DEPTH; i++) {
+		__u64 rec[2];	/* saved frame pointer, return address */
+
+		if (!fp || (fp & 7) || bpf_probe_read_user(rec, sizeof(rec), (void *)fp))
+			break;
+		if (!rec[1])
+			break;
+		st->ip[i] = rec[1];
+		n++;
+		if (rec[0] <= fp)	/* stacks grow down: a caller's frame is higher */
+			break;
+		fp = rec[0];
+	}
+	return n;
+}
+
+static __always_inline __u32 take_stack(struct pt_regs *ctx)
+{
+	struct stack_frames *st;
+	__u32 zero = 0, *idp, id;
+	long len;
 
 	if (!want_stacks)
 		return KSYNC_TRACE_NO_STACK;
-	id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-	return id >= 0 ? (__u32)id : KSYNC_TRACE_NO_STACK;
+	st = bpf_map_lookup_elem(&stack_scratch, &zero);
+	if (!st)
+		return KSYNC_TRACE_NO_STACK;
+	/* Fills the rest of the buffer with zeros. */
+	len = bpf_get_stack(ctx, st->ip, sizeof(st->ip), BPF_F_USER_STACK);
+	if (len <= 0) {
+		__builtin_memset(st, 0, sizeof(*st));
+		walk_frames(ctx, st);
+	}
+	idp = bpf_map_lookup_elem(&stack_ids, st);
+	if (idp)
+		return *idp;
+	id = __sync_fetch_and_add(&next_stack_id, 1);
+	if (id >= MAX_STACKS || bpf_map_update_elem(&stacks, &id, st, BPF_ANY))
+		goto lost;
+	if (bpf_map_update_elem(&stack_ids, st, &id, BPF_NOEXIST) == 0)
+		return id;
+	/* Another CPU interned the same stack meanwhile: its id (ours is
+	 * left unused). */
+	idp = bpf_map_lookup_elem(&stack_ids, st);
+	if (idp)
+		return *idp;
+lost:
+	__sync_fetch_and_add(&stacks_lost, 1);
+	return KSYNC_TRACE_NO_STACK;
 }
 
 /* Look a row up, creating it on first use; NOEXIST: if another CPU created

@@ -632,6 +632,112 @@ static void test_self(void **state)
 	free(t.buf);
 }
 
+/* ---- regression: every stack kept, however many ------------------------- */
+
+/*
+ * 512 waits, each from its own stack (a path of DEEP_LEVELS calls, each to
+ * one of two functions), each timing out at once (deadline in the past) on
+ * a lock another thread holds. The tool once interned stacks in a
+ * BPF_MAP_TYPE_STACK_TRACE, which keeps one stack per hash bucket and drops
+ * a second stack that hashes to a taken bucket: a dozen stacks lost one
+ * about one run in two hundred (a row whose call site came out null), and
+ * 512 stacks lose some in every run. Every one must come out, with its site.
+ */
+#define DEEP_LEVELS	9
+#define DEEP_STACKS	(1u << DEEP_LEVELS)
+
+static struct ksync_lock deep_lock = KSYNC_LOCK_INIT;
+
+static __attribute__((noinline)) int deep_left(unsigned path, int level);
+static __attribute__((noinline)) int deep_right(unsigned path, int level);
+
+static int deep_next(unsigned path, int level)
+{
+	static const struct timespec past = { 0, 1 };
+
+	if (level == DEEP_LEVELS)
+		return ksync_lock_acquire_until(&deep_lock, CLOCK_MONOTONIC, &past);
+	return (path >> level & 1) ? deep_right(path, level + 1) : deep_left(path, level + 1);
+}
+
+/* Something after each call, so that none is a tail call: every level
+ * keeps its frame and its return address. */
+static __attribute__((noinline)) int deep_left(unsigned path, int level)
+{
+	int r = deep_next(path, level);
+
+	__asm__ volatile("" ::: "memory");
+	return r;
+}
+
+static __attribute__((noinline)) int deep_right(unsigned path, int level)
+{
+	int r = deep_next(path, level);
+
+	__asm__ volatile("" ::: "memory");
+	return r;
+}
+
+static void test_many_stacks(void **state)
+{
+	char exe[PATH_MAX], pid[16], json_path[] = "/tmp/ksync-wait-json-XXXXXX", json_arg[64];
+	char *args[] = { "-b", exe, "-p", pid, json_arg, NULL };
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	struct holder h = { .lock = &deep_lock };
+	json_object *report, *rows;
+	int64_t waits = 0, timeouts = 0, nstacks = 0;
+	struct child t;
+	pthread_t th;
+	char *json;
+	int fd;
+
+	(void)state;
+	skip_unless_tool_runs();
+	assert_true(n > 0);
+	exe[n] = '\0';
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	fd = mkstemp(json_path);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(json_arg, sizeof(json_arg), "--json=%s", json_path);
+
+	th = spawn(holder_main, &h);
+	wait_until(peek(h.held));
+	assert_int_equal(h.ret, 0);
+	tool_start(&t, args);
+	for (unsigned path = 0; path < DEEP_STACKS; path++)
+		assert_int_equal(deep_left(path, 0), -ETIMEDOUT);
+	tool_stop(&t);
+	__atomic_store_n(&h.release, 1, __ATOMIC_RELEASE);
+	join(th);
+	assert_int_equal(h.ret, 0);
+
+	json = slurp(json_path);
+	report = parse_json(json);
+	assert_int_equal(get_int(report, "stacks_lost"), 0);
+	rows = get(report, "waits");
+	for (size_t i = 0; i < json_object_array_length(rows); i++) {
+		json_object *r = json_object_array_get_idx(rows, i);
+
+		if (get_int(r, "pid") != getpid() || strcmp(get_str(r, "name"), "deep_lock"))
+			continue;
+		/* Every row has its call site: one of the two functions. */
+		assert_false(json_object_is_type(get(r, "site"), json_type_null));
+		assert_true(!strcmp(get_str(get(r, "site"), "func"), "deep_left") ||
+			    !strcmp(get_str(get(r, "site"), "func"), "deep_right"));
+		waits += get_int(r, "waits");
+		timeouts += get_int(get(r, "outcomes"), "timeout");
+		nstacks += (int64_t)json_object_array_length(get(r, "stacks"));
+	}
+	assert_int_equal(waits, DEEP_STACKS);
+	assert_int_equal(timeouts, DEEP_STACKS);
+	assert_int_equal(nstacks, DEEP_STACKS);	/* one stack each, none shared */
+	json_object_put(report);
+	unlink(json_path);
+	free(json);
+	free(t.buf);
+}
+
 /* ---- ksync-wait -p on the workload program -------------------------------- */
 
 static const char *const sites[] = {
@@ -976,6 +1082,7 @@ static void skip_no_sdt(void **state)
 #define test_self skip_no_sdt
 #define test_pid_shared skip_no_sdt
 #define test_pid_static skip_no_sdt
+#define test_many_stacks skip_no_sdt
 
 #endif
 
@@ -986,6 +1093,7 @@ int main(void)
 		cmocka_unit_test(test_self),
 		cmocka_unit_test(test_pid_shared),
 		cmocka_unit_test(test_pid_static),
+		cmocka_unit_test(test_many_stacks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

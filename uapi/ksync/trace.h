@@ -20,7 +20,9 @@
  *             one row per (process, primitive, kind, waker stack);
  *   names     (hash)          struct ksync_trace_prim_key -> struct ksync_trace_name
  *             names given by ksync:name while attached ("" = name removed);
- *   stacks    (stack trace)   user stacks, KSYNC_TRACE_STACK_DEPTH frames.
+ *   stacks    (array)         stack id -> user stack, KSYNC_TRACE_STACK_DEPTH
+ *             frames, zero-padded (interned through the stack_ids hash: two
+ *             different stacks never share an id).
  *
  * A reader sums the per-CPU copies of a row and takes the largest max.
  *
