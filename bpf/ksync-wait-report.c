@@ -441,6 +441,8 @@ static const char *kind_name(__u32 kind)
 		return "lock";
 	case KSYNC_KIND_SEM:
 		return "sem";
+	case KSYNC_KIND_LIMITER:
+		return "limiter";
 	}
 	return "?";
 }

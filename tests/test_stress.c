@@ -8,6 +8,7 @@
  *  - permit conservation (every grant released once; value back to PERMITS);
  *  - every op completes exactly once with a documented outcome;
  *  - nothing is stuck at the end (no waiters, words idle).
+ * The CapacityLimiter has its own section below.
  */
 #include "harness.h"
 
@@ -261,10 +262,241 @@ static void test_stress(void **state)
 	assert_int_equal(sem_max_inside, PERMITS);	/* the permits were really contended */
 }
 
+/* ---- CapacityLimiter ------------------------------------------------------
+ *
+ * Threads and ring tasks borrow from one limiter (tasks by token) with
+ * random holds, deadlines and cancels while a resizer changes the total
+ * between 1 and LIM_MAX. Checked at every grant: the borrower holds
+ * exactly one borrow (ksync_limiter_held), the borrowers inside never
+ * exceed LIM_MAX, and never exceed the current total unless a shrink began
+ * since the borrow started (a shrink lets borrowers return first). At the
+ * end: every attempt ended once, nothing borrowed, reserved or waiting,
+ * every slot free.
+ */
+enum { LIM_MAX = 4, LIM_THREADS = 3, LIM_RINGS = 2, LIM_TASKS = 5, LIM_ROUNDS = 2000 };
+
+static struct ksync_limiter lim;
+static struct ksync_limiter_slot lim_slots[2 * LIM_MAX];
+static int lim_inside, lim_max_inside, lim_stop;
+static unsigned lim_shrinks;
+static long lim_grants;
+
+static void lim_enter(uint64_t token, unsigned shrinks_before)
+{
+	int n = __atomic_add_fetch(&lim_inside, 1, __ATOMIC_SEQ_CST);
+	uint32_t total = ksync_limiter_total(&lim);
+
+	assert_int_equal(ksync_limiter_held(&lim, token), 1);
+	assert_true(n <= LIM_MAX);
+	if (__atomic_load_n(&lim_shrinks, __ATOMIC_SEQ_CST) == shrinks_before)
+		assert_true((uint32_t)n <= total);
+	if (n > __atomic_load_n(&lim_max_inside, __ATOMIC_RELAXED))
+		__atomic_store_n(&lim_max_inside, n, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&lim_grants, 1, __ATOMIC_RELAXED);
+}
+
+static void lim_leave(void)
+{
+	__atomic_fetch_sub(&lim_inside, 1, __ATOMIC_SEQ_CST);
+}
+
+static void *lim_resizer(void *arg)
+{
+	uint64_t seed = (uintptr_t)arg;
+	uint32_t total = LIM_MAX;
+
+	while (!__atomic_load_n(&lim_stop, __ATOMIC_ACQUIRE)) {
+		uint32_t next = 1 + rnd(&seed) % LIM_MAX;
+
+		if (next < total)
+			__atomic_fetch_add(&lim_shrinks, 1, __ATOMIC_SEQ_CST);
+		assert_int_equal(ksync_limiter_set_total(&lim, next), 0);
+		total = next;
+		sleep_ns(rnd(&seed) % 100000);
+	}
+	return NULL;
+}
+
+static void *lim_thread_actor(void *arg)
+{
+	uint64_t seed = (uintptr_t)arg * 0x9e3779b97f4a7c15ull + 7;
+
+	for (int i = 0; i < LIM_ROUNDS; i++) {
+		unsigned shrinks = __atomic_load_n(&lim_shrinks, __ATOMIC_SEQ_CST);
+		struct timespec dl;
+		const struct timespec *dlp = NULL;
+		int r;
+
+		if (rnd(&seed) % 3 == 0) {
+			assert_int_equal(ksync_deadline_after(&dl, CLOCK_MONOTONIC,
+							      rnd(&seed) % 200000), 0);
+			dlp = &dl;
+		}
+		r = ksync_limiter_acquire_until(&lim, CLOCK_MONOTONIC, dlp);
+		if (r) {
+			count_failure(r);
+			continue;
+		}
+		lim_enter(0, shrinks);
+		assert_int_equal(ksync_limiter_try(&lim), -EDEADLK);
+		if (rnd(&seed) & 1)
+			sleep_ns(rnd(&seed) % 50000);
+		lim_leave();
+		assert_int_equal(ksync_limiter_release(&lim), 0);
+	}
+	return NULL;
+}
+
+struct lim_task {
+	struct ksync_loop *loop;
+	struct ksync_op acq, timer;
+	uint64_t seed, token;
+	unsigned shrinks;
+	int round;
+	bool holding, acq_busy, timer_busy;
+	int *finished;
+};
+
+static void lim_task_next(struct lim_task *t);
+
+static void lim_task_maybe_next(struct lim_task *t)
+{
+	if (t->acq_busy || t->timer_busy)
+		return;
+	if (t->holding) {
+		lim_leave();
+		assert_int_equal(ksync_limiter_release_task(&lim, t->token), 0);
+		t->holding = false;
+	}
+	lim_task_next(t);
+}
+
+static void lim_timer_done(struct ksync_op *op)
+{
+	struct lim_task *t = op->data;
+
+	t->timer_busy = false;
+	if (t->acq_busy)
+		ksync_loop_cancel(t->loop, &t->acq);	/* may race the grant */
+	lim_task_maybe_next(t);
+}
+
+static void lim_acq_done(struct ksync_op *op)
+{
+	struct lim_task *t = op->data;
+
+	t->acq_busy = false;
+	if (op->result == 0) {
+		lim_enter(t->token, t->shrinks);
+		t->holding = true;
+		if (!t->timer_busy && (rnd(&t->seed) & 1)) {
+			t->timer.data = t;
+			if (ksync_loop_sleep(t->loop, &t->timer, rnd(&t->seed) % 50000,
+					     lim_timer_done) == 0)
+				t->timer_busy = true;
+		}
+	} else {
+		assert_int_equal(ksync_limiter_held(&lim, t->token), 0);
+		count_failure(op->result);
+	}
+	lim_task_maybe_next(t);
+}
+
+static void lim_task_next(struct lim_task *t)
+{
+	int r;
+
+	if (t->round++ == LIM_ROUNDS) {
+		(*t->finished)++;
+		return;
+	}
+	t->shrinks = __atomic_load_n(&lim_shrinks, __ATOMIC_SEQ_CST);
+	ksync_op_limiter(&t->acq, &lim, t->token);
+	t->acq.data = t;
+	if (rnd(&t->seed) % 3 == 0) {
+		struct timespec dl;
+
+		ksync_deadline_after(&dl, CLOCK_MONOTONIC, rnd(&t->seed) % 200000);
+		assert_int_equal(ksync_op_set_deadline(&t->acq, CLOCK_MONOTONIC, &dl), 0);
+	}
+	t->acq_busy = true;
+	r = ksync_loop_start(t->loop, &t->acq, lim_acq_done);
+	assert_true(r == 0 || r == KSYNC_OP_PENDING);
+	if (r == 0) {
+		lim_acq_done(&t->acq);
+		return;
+	}
+	if (rnd(&t->seed) % 3 == 0) {
+		t->timer.data = t;
+		assert_int_equal(ksync_loop_sleep(t->loop, &t->timer, rnd(&t->seed) % 100000,
+						  lim_timer_done), 0);
+		t->timer_busy = true;
+	}
+}
+
+static void *lim_ring_actor(void *arg)
+{
+	unsigned idx = (unsigned)(uintptr_t)arg;
+	struct ksync_loop loop;
+	struct lim_task tasks[LIM_TASKS];
+	int finished = 0;
+
+	assert_int_equal(ksync_loop_init(&loop, 64, ring_setups[idx % N_RING_SETUPS]), 0);
+	memset(tasks, 0, sizeof(tasks));
+	for (int i = 0; i < LIM_TASKS; i++) {
+		tasks[i].loop = &loop;
+		tasks[i].seed = (idx + 1) * 7919ull + (uint64_t)i * 104729 + 1;
+		tasks[i].token = 1 + idx * LIM_TASKS + (uint64_t)i;
+		tasks[i].finished = &finished;
+		lim_task_next(&tasks[i]);
+	}
+	while (finished < LIM_TASKS)
+		assert_true(ksync_loop_run_once(&loop, 1) >= 0);
+	assert_int_equal(ksync_loop_busy(&loop), 0);
+	ksync_loop_exit(&loop);
+	return NULL;
+}
+
+static void test_stress_limiter(void **state)
+{
+	pthread_t th[LIM_THREADS], rings[LIM_RINGS], resizer;
+	long attempts = (long)LIM_ROUNDS * (LIM_THREADS + LIM_RINGS * LIM_TASKS);
+
+	(void)state;
+	timeouts = cancels = 0;
+	assert_int_equal(ksync_limiter_init(&lim, LIM_MAX, lim_slots, 2 * LIM_MAX, 0), 0);
+	resizer = spawn(lim_resizer, (void *)(uintptr_t)99);
+	for (int i = 0; i < LIM_RINGS; i++)
+		rings[i] = spawn(lim_ring_actor, (void *)(uintptr_t)i);
+	for (int i = 0; i < LIM_THREADS; i++)
+		th[i] = spawn(lim_thread_actor, (void *)(uintptr_t)(i + 1));
+	for (int i = 0; i < LIM_THREADS; i++)
+		join(th[i]);
+	for (int i = 0; i < LIM_RINGS; i++)
+		join(rings[i]);
+	__atomic_store_n(&lim_stop, 1, __ATOMIC_RELEASE);
+	join(resizer);
+
+	print_message("stress limiter: %ld borrows, %ld timeouts, %ld cancels, %u shrinks "
+		      "(max %d borrowers at once)\n",
+		      lim_grants, timeouts, cancels, lim_shrinks, lim_max_inside);
+	assert_int_equal(lim_grants + timeouts + cancels, attempts);
+	assert_int_equal(lim_inside, 0);
+	assert_int_equal(ksync_limiter_borrowed(&lim), 0);
+	assert_int_equal(peek(lim.waiters), 0);
+	assert_int_equal(peek(lim.word) >> KSYNC_LIMITER_RESERVED_SHIFT, 0);
+	for (int i = 0; i < 2 * LIM_MAX; i++)
+		assert_int_equal(peek(lim_slots[i].key), 0);
+	assert_int_equal(ksync_limiter_destroy(&lim), 0);
+	assert_true(lim_grants > 0 && timeouts > 0 && cancels > 0 && lim_shrinks > 0);
+	assert_true(lim_max_inside > 1);	/* borrowers really overlapped */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		async_unit_test(test_stress),
+		async_unit_test(test_stress_limiter),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

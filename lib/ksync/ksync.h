@@ -12,5 +12,8 @@
 #include "ksync/lock.h"
 #include "ksync/sem.h"
 #include "ksync/name.h"
+#include "ksync/limiter.h"
+#include "ksync/flag.h"
+#include "ksync/guard.h"
 
 #endif

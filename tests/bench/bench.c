@@ -10,7 +10,7 @@
  *
  *   ksync-bench [--quick] [--runs N] [--only CASE[,CASE...]]
  *
- * Cases: lock, contended, wake, sem, broadcast, memory, poll.
+ * Cases: lock, contended, wake, sem, broadcast, memory, poll, pipeline, limiter.
  */
 #include "bench.h"
 
@@ -534,6 +534,7 @@ static const struct {
 	{ "memory", bench_memory },
 	{ "poll", bench_poll },
 	{ "pipeline", bench_pipeline },
+	{ "limiter", bench_limiter },
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
 

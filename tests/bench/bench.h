@@ -236,6 +236,7 @@ void bench_broadcast(void);
 void bench_pipeline(void);
 void bench_memory(void);
 void bench_poll(void);
+void bench_limiter(void);
 
 /* Allocation counters (bench_mem.c); false in sanitizer builds. */
 bool alloc_counting_available(void);

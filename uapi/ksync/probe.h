@@ -46,6 +46,7 @@ enum ksync_kind {
 	KSYNC_KIND_EVENT = 1,
 	KSYNC_KIND_LOCK = 2,
 	KSYNC_KIND_SEM = 3,
+	KSYNC_KIND_LIMITER = 10,
 };
 
 enum ksync_world {

@@ -70,4 +70,41 @@
 #define KSYNC_SEM_NEED_MASK	(KSYNC_SEM_VALUE_MAX << KSYNC_SEM_NEED_SHIFT)
 #define KSYNC_SEM_SHARED	0x80000000u	/* initialised with KSYNC_SHARED */
 
+/*
+ * CapacityLimiter word: T | B << 13 | R << 26.
+ *
+ * T (bits 0-12)   the total: at most this many permits may be borrowed.
+ * B (bits 13-25)  permits borrowed now. After the total shrank, B may
+ *                 exceed T until enough borrowers return.
+ * R (bits 26-31)  permits reserved for waiters the kernel has woken; only a
+ *                 woken waiter may take one. Non-zero only in hand-off mode.
+ *
+ * New borrows need T - B - R > 0. The total is in the word so that a
+ * borrow decides against the total of the very value it changes, and a
+ * change of the total reaches waiters like any other change. The waiters
+ * that have announced themselves and not yet been woken are counted in
+ * struct ksync_limiter.waiters.
+ */
+#define KSYNC_LIMITER_TOTAL_MAX		0x1fffu		/* also the most slots */
+#define KSYNC_LIMITER_TOTAL_MASK	0x00001fffu
+#define KSYNC_LIMITER_BORROWED_SHIFT	13
+#define KSYNC_LIMITER_BORROWED_ONE	0x00002000u
+#define KSYNC_LIMITER_BORROWED_MASK	0x03ffe000u
+#define KSYNC_LIMITER_RESERVED_SHIFT	26
+#define KSYNC_LIMITER_RESERVED_ONE	0x04000000u
+#define KSYNC_LIMITER_RESERVED_MASK	0xfc000000u
+#define KSYNC_LIMITER_RESERVED_MAX	63u
+
+/* struct ksync_limiter.flags */
+#define KSYNC_LIMITER_STARVING	0x1u		/* hand-off mode (changes at run time) */
+#define KSYNC_LIMITER_REENTRANT	0x2u		/* an RCapacityLimiter */
+#define KSYNC_LIMITER_SHARED	0x80000000u	/* initialised with KSYNC_SHARED */
+
+/*
+ * Identity keys (a CapacityLimiter's borrower slots, a ResourceGuard's
+ * owner): 64 bits, 0 = nobody. A thread is KSYNC_KEY_THREAD | its tid; a
+ * task is its token, which must be non-zero and below KSYNC_KEY_THREAD.
+ */
+#define KSYNC_KEY_THREAD	0xffffffff00000000ull
+
 #endif
