@@ -46,7 +46,7 @@ enum ksync_kind {
 	KSYNC_KIND_EVENT = 1,
 	KSYNC_KIND_LOCK = 2,
 	KSYNC_KIND_SEM = 3,
-	KSYNC_KIND_LIMITER = 10,
+	KSYNC_KIND_LIMITER = 4,
 };
 
 enum ksync_world {
