@@ -160,7 +160,8 @@ static void test_hammer(void **state)
 	assert_int_equal(entered + busy, (long)USERS * ROUNDS);
 	assert_int_equal(entered, exited);
 	assert_int_equal(protected_count, entered);
-	assert_true(busy > 0);
+	/* How often users collided depends on the scheduler: reported above,
+	 * not asserted (test_errors refuses a second user deterministically). */
 	assert_int_equal(ksync_guard_destroy(&guard), 0);
 }
 
