@@ -8,7 +8,8 @@
  * ksync's when its function is named ksync_*, when it lies in a shared
  * library carrying the ksync probes, or (a static binary) when it lies
  * between the first and the last ksync_* function of its file, where the
- * library's objects were linked together.
+ * library's objects were linked together (or in a part the compiler split
+ * off one of those functions, "f.cold", which lies elsewhere).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -60,7 +61,7 @@ static const struct stack *get_stack(__u32 id)
 
 static bool frame_is_ksync(struct proc *p, __u64 addr, bool ret)
 {
-	uint64_t at = ret ? addr - 1 : addr, lo, hi;
+	uint64_t at = ret ? addr - 1 : addr;
 	struct sym_frame f;
 
 	if (!sym_frame(p->sym, addr, ret, &f))
@@ -69,7 +70,7 @@ static bool frame_is_ksync(struct proc *p, __u64 addr, bool ret)
 		return true;
 	if (f.module && is_ksync_module(f.module) && strcmp(f.module, sym_proc_exe(p->sym)))
 		return true;
-	return sym_prefix_range(p->sym, at, "ksync_", &lo, &hi) && at >= lo && at < hi;
+	return sym_prefix_code(p->sym, at, "ksync_");
 }
 
 /* Index of the call site in @st: its first frame outside ksync. */

@@ -22,9 +22,11 @@ struct sym_mod {
 	uint64_t start, end;		/* mapped range */
 	uint64_t bias;
 	uint64_t load_lo, load_hi;	/* PT_LOAD extent, runtime (with .bss) */
-	char *prefix;			/* sym_prefix_range cache */
+	char *prefix;			/* sym_prefix_code cache */
 	bool prefix_found;
 	uint64_t prefix_lo, prefix_hi;
+	uint64_t (*cold)[2];		/* [start, end) of their .cold parts */
+	size_t ncold;
 };
 
 struct sym_proc {
@@ -143,8 +145,10 @@ static int collect_module(Dwfl_Module *mod, void **userdata, const char *name,
 
 static void drop_modules(struct sym_proc *p)
 {
-	for (size_t i = 0; i < p->nmods; i++)
+	for (size_t i = 0; i < p->nmods; i++) {
 		free(p->mods[i].prefix);
+		free(p->mods[i].cold);
+	}
 	free(p->mods);
 	p->mods = NULL;
 	p->nmods = 0;
@@ -393,40 +397,112 @@ bool sym_data(struct sym_proc *p, uint64_t addr, char *buf, size_t len)
 	return true;
 }
 
-bool sym_prefix_range(struct sym_proc *p, uint64_t addr, const char *prefix,
-		      uint64_t *lo, uint64_t *hi)
+/* A function symbol's name, start and size, or NULL. */
+static const char *func_sym(Dwfl_Module *mod, int i, uint64_t *start, uint64_t *size)
 {
-	struct sym_mod *m = find_mod(p, addr, false);
-	size_t plen = strlen(prefix);
-	int n;
+	GElf_Addr a;
+	GElf_Sym sym;
+	const char *name = dwfl_module_getsym_info(mod, i, &sym, &a, NULL, NULL, NULL);
 
-	if (!m)
-		return false;
-	if (m->prefix && !strcmp(m->prefix, prefix))
-		goto out;
-	free(m->prefix);
-	m->prefix = strdup(prefix);
-	m->prefix_found = false;
-	m->prefix_lo = UINT64_MAX;
-	m->prefix_hi = 0;
-	n = dwfl_module_getsymtab(m->mod);
+	if (!name || GELF_ST_TYPE(sym.st_info) != STT_FUNC)
+		return NULL;
+	*start = a;
+	*size = sym.st_size;
+	return name;
+}
+
+/*
+ * The range of the prefix's functions, and the parts the compiler split off
+ * them ("f.cold", placed with all cold code, far from "f"): a part belongs
+ * to the range when its function does. Without that, the cold parts would
+ * stretch the range over everything linked between them and the rest.
+ */
+static void prefix_scan(struct sym_mod *m, const char *prefix)
+{
+	size_t plen = strlen(prefix), nin = 0, cap = 0;
+	int n = dwfl_module_getsymtab(m->mod);
+	const char **in = NULL;
+	uint64_t start, size;
+
 	for (int i = 1; i < n; i++) {
-		GElf_Addr start;
-		GElf_Sym sym;
-		const char *name = dwfl_module_getsym_info(m->mod, i, &sym, &start, NULL, NULL, NULL);
+		const char *name = func_sym(m->mod, i, &start, &size);
 
-		if (!name || GELF_ST_TYPE(sym.st_info) != STT_FUNC || strncmp(name, prefix, plen))
+		if (!name || strncmp(name, prefix, plen) || strchr(name, '.'))
 			continue;
 		m->prefix_found = true;
 		if (start < m->prefix_lo)
 			m->prefix_lo = start;
-		if (start + sym.st_size > m->prefix_hi)
-			m->prefix_hi = start + sym.st_size;
+		if (start + size > m->prefix_hi)
+			m->prefix_hi = start + size;
+	}
+	if (!m->prefix_found)
+		return;
+	/* Every function inside the range, by name... */
+	for (int i = 1; i < n; i++) {
+		const char *name = func_sym(m->mod, i, &start, &size);
+
+		if (!name || strchr(name, '.') || start < m->prefix_lo || start >= m->prefix_hi)
+			continue;
+		if (nin == cap) {
+			const char **ni = realloc(in, (cap = cap ? 2 * cap : 64) * sizeof(*in));
+
+			if (!ni)
+				goto out;
+			in = ni;
+		}
+		in[nin++] = name;
+	}
+	/* ... and the cold parts of those. */
+	for (int i = 1; i < n; i++) {
+		const char *name = func_sym(m->mod, i, &start, &size), *dot;
+		uint64_t (*nc)[2];
+
+		if (!name || !(dot = strstr(name, ".cold")))
+			continue;
+		for (size_t j = 0; j < nin; j++) {
+			if (strncmp(in[j], name, (size_t)(dot - name)) || in[j][dot - name])
+				continue;
+			nc = realloc(m->cold, (m->ncold + 1) * sizeof(*nc));
+			if (!nc)
+				goto out;
+			m->cold = nc;
+			m->cold[m->ncold][0] = start;
+			m->cold[m->ncold][1] = start + (size ? size : 1);
+			m->ncold++;
+			break;
+		}
 	}
 out:
-	*lo = m->prefix_lo;
-	*hi = m->prefix_hi;
-	return m->prefix_found;
+	free(in);
+}
+
+bool sym_prefix_code(struct sym_proc *p, uint64_t addr, const char *prefix)
+{
+	struct sym_mod *m = find_mod(p, addr, false);
+	uint64_t at;
+
+	if (!m)
+		return false;
+	if (!m->prefix || strcmp(m->prefix, prefix)) {
+		free(m->prefix);
+		free(m->cold);
+		m->cold = NULL;
+		m->ncold = 0;
+		m->prefix = strdup(prefix);
+		m->prefix_found = false;
+		m->prefix_lo = UINT64_MAX;
+		m->prefix_hi = 0;
+		prefix_scan(m, prefix);
+	}
+	if (!m->prefix_found)
+		return false;
+	at = addr;	/* symbol addresses from dwfl are run-time ones too */
+	if (at >= m->prefix_lo && at < m->prefix_hi)
+		return true;
+	for (size_t i = 0; i < m->ncold; i++)
+		if (at >= m->cold[i][0] && at < m->cold[i][1])
+			return true;
+	return false;
 }
 
 int sym_proc_modules(struct sym_proc *p, int (*fn)(const struct sym_module *m, void *arg),

@@ -75,13 +75,13 @@ char *sym_format(const struct sym_frame *f, bool file_dirs, char *buf, size_t le
 bool sym_data(struct sym_proc *p, uint64_t addr, char *buf, size_t len);
 
 /*
- * [*lo, *hi): from the lowest to the end of the highest function whose name
- * starts with @prefix, in the module that maps @addr. Tells a library's
- * code apart inside a static binary, where the library's object files are
- * linked next to each other. false if the module has no such function.
+ * Is @addr in the code of the functions whose name starts with @prefix, in
+ * the module that maps it: from the lowest to the end of the highest such
+ * function, or in a part the compiler split off one of the functions in
+ * that range ("f.cold")? Tells a library's code apart inside a static
+ * binary, where the library's object files are linked next to each other.
  */
-bool sym_prefix_range(struct sym_proc *p, uint64_t addr, const char *prefix,
-		      uint64_t *lo, uint64_t *hi);
+bool sym_prefix_code(struct sym_proc *p, uint64_t addr, const char *prefix);
 
 /* The mapped files, in address order. */
 struct sym_module {
