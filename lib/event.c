@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Event: one-shot flag, broadcast wake. */
+#include "annotate.h"
 #include "engine.h"
 #include "ksync/event.h"
 
@@ -21,6 +22,7 @@ static inline uint32_t fflags(const struct ksync_event *ev)
 
 KSYNC_API int ksync_event_set(struct ksync_event *ev)
 {
+	annotate_release(ev);
 	uint32_t old = __atomic_exchange_n(&ev->word, KSYNC_EVENT_SET, __ATOMIC_ACQ_REL);
 
 	if (old == KSYNC_EVENT_SET)
@@ -33,7 +35,7 @@ KSYNC_API int ksync_event_set(struct ksync_event *ev)
 
 KSYNC_API bool ksync_event_is_set(const struct ksync_event *ev)
 {
-	return load_acquire(&ev->word) == KSYNC_EVENT_SET;
+	return annotate_if(load_acquire(&ev->word) == KSYNC_EVENT_SET, ev);
 }
 
 KSYNC_API int ksync_event_try(const struct ksync_event *ev)
@@ -53,7 +55,7 @@ static bool announce_waiter(struct ksync_event *ev)
 		if (cas_acquire(&ev->word, &v, KSYNC_EVENT_WAITERS))
 			return false;
 	}
-	return v == KSYNC_EVENT_SET;
+	return annotate_if(v == KSYNC_EVENT_SET, ev);
 }
 
 KSYNC_API int ksync_event_wait_until(struct ksync_event *ev, clockid_t clock,

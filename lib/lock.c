@@ -11,6 +11,7 @@
  * So if the word reads LOCKED|CONTENDED when the kernel compares it, a wake
  * is still to come, whatever happened in between.
  */
+#include "annotate.h"
 #include "engine.h"
 #include "ksync/lock.h"
 
@@ -218,6 +219,7 @@ static int acquire_slow(struct ksync_lock *l, clockid_t clock, const struct time
 	if (r)
 		return r;
 owned:
+	annotate_acquire(l);
 	set_owner(l, me, 0);
 	return 0;
 }
@@ -229,7 +231,7 @@ KSYNC_API int ksync_lock_acquire_until(struct ksync_lock *l, clockid_t clock,
 
 	if (unlikely(r))
 		return r;
-	if (likely(take_free(l))) {
+	if (likely(take_free(l)) && annotate_acquired(l)) {
 		set_owner(l, ksync_self_tid(), 0);
 		return 0;
 	}
@@ -238,7 +240,7 @@ KSYNC_API int ksync_lock_acquire_until(struct ksync_lock *l, clockid_t clock,
 
 KSYNC_API int ksync_lock_acquire(struct ksync_lock *l)
 {
-	if (likely(take_free(l))) {
+	if (likely(take_free(l)) && annotate_acquired(l)) {
 		set_owner(l, ksync_self_tid(), 0);
 		return 0;
 	}
@@ -249,7 +251,7 @@ KSYNC_API int ksync_lock_try(struct ksync_lock *l)
 {
 	uint32_t me = ksync_self_tid();
 
-	if (take_free(l)) {
+	if (take_free(l) && annotate_acquired(l)) {
 		set_owner(l, me, 0);
 		return 0;
 	}
@@ -265,6 +267,7 @@ static int release_as(struct ksync_lock *l, uint32_t tid, uint64_t token)
 	if (!(load_relaxed(&l->word) & L) || load_relaxed(&l->owner_token) != token ||
 	    (tid && load_relaxed(&l->owner_tid) != tid))
 		return -EPERM;
+	annotate_release(l);
 	set_owner(l, 0, 0);
 	release_word(l);
 	return 0;
@@ -281,7 +284,7 @@ KSYNC_API int ksync_lock_try_task(struct ksync_lock *l, uint64_t token)
 {
 	if (!token)
 		return -EINVAL;
-	if (take_free(l)) {
+	if (take_free(l) && annotate_acquired(l)) {
 		set_owner(l, ksync_self_tid(), token);
 		return 0;
 	}
@@ -305,6 +308,7 @@ static int lock_attempt(struct ksync_op *op, bool woken, struct ksync_park *park
 		return -EDEADLK;
 	if (!attempt(l, woken, waited, &park->value))
 		return 0;
+	annotate_acquire(l);
 	set_owner(l, ksync_self_tid(), op->token);
 	return 1;
 }

@@ -43,6 +43,7 @@
  *
  * Closing sets CLOSED and wakes everyone; every acquire then fails.
  */
+#include "annotate.h"
 #include "engine.h"
 #include "ksync/sem.h"
 
@@ -247,6 +248,7 @@ static int take(struct ksync_sem *s, struct waiter *w, bool woken, uint32_t *par
 		w->head = false;
 		head_gone(s, nv);
 	}
+	annotate_acquire(s);
 	return 1;
 wait:
 	*park = v;
@@ -357,6 +359,7 @@ KSYNC_API int ksync_sem_release(struct ksync_sem *s, uint32_t n)
 	do {
 		if (n > max || FREE(v) + RESERVED(v) > max - n)
 			return -EOVERFLOW;
+		annotate_release(s);
 		reserve = 0;
 		if (!(v & HEAD) && (load_relaxed(&s->flags) & KSYNC_SEM_STARVING))
 			reserve = min_u32(min_u32(n, load_relaxed(&s->waiters)),
@@ -447,7 +450,8 @@ KSYNC_API int ksync_sem_acquire(struct ksync_sem *s)
 	uint32_t v = load_relaxed(&s->word);
 
 	/* The uncontended case in a few instructions. */
-	if (likely(FREE(v) && !(v & (HEAD | CLOSED)) && cas_acquire(&s->word, &v, v - 1)))
+	if (likely(FREE(v) && !(v & (HEAD | CLOSED)) && cas_acquire(&s->word, &v, v - 1)) &&
+	    annotate_acquired(s))
 		return 0;
 	return ksync_sem_acquire_many_until(s, 1, CLOCK_MONOTONIC, NULL);
 }
