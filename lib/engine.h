@@ -25,10 +25,11 @@ struct ksync_waitable {
 	/*
 	 * One attempt. @woken: the op consumed a futex wake since its last
 	 * attempt (its wait CQE had res 0). Returns 1 when the op got what it
-	 * waits for, 0 when it must wait (then park->value is the value to
-	 * sleep on; park->word, preset to the primitive's futex word, may be
-	 * pointed at another word, e.g. a condition's lock), or a negative
-	 * errno that ends the op.
+	 * waits for (op->result becomes op_state(op)->ok_result: 0 unless the
+	 * attempt set it, e.g. to a count), 0 when it must wait (then
+	 * park->value is the value to sleep on; park->word, preset to the
+	 * primitive's futex word, may be pointed at another word, e.g. a
+	 * condition's lock), or a negative errno that ends the op.
 	 */
 	int (*attempt)(struct ksync_op *op, bool woken, struct ksync_park *park);
 	/*
@@ -58,6 +59,7 @@ struct op_state {
 	uint8_t inflight;	/* CQEs still owed by the kernel */
 	uint8_t has_deadline;
 	uint8_t clock_realtime;
+	int32_t ok_result;	/* op->result when the op succeeds (attempt may set it) */
 	uint64_t family[4];	/* the primitive family's per-op state */
 };
 

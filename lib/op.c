@@ -81,7 +81,7 @@ static int op_finish(struct ksync_op *op, int result)
 		op_abandon(op);
 	if (st->started_ns)
 		trace_wait_end(st->prim, st->kind, KSYNC_WORLD_URING, op_who(op), result);
-	op->result = result;
+	op->result = result ? result : st->ok_result;
 	st->state = OP_DONE;
 	return 0;
 }
@@ -152,6 +152,7 @@ KSYNC_API int ksync_op_start(struct ksync_op *op, struct io_uring *ring)
 	st->started_ns = 0;
 	st->cancel = 0;
 	st->woken = 0;
+	st->ok_result = 0;
 	r = op_attempt(op, false);
 	if (r < 0)
 		return r;

@@ -8,7 +8,10 @@
  *  - permit conservation (every grant released once; value back to PERMITS);
  *  - every op completes exactly once with a documented outcome;
  *  - nothing is stuck at the end (no waiters, words idle).
- * The CapacityLimiter has its own section below.
+ * The CapacityLimiter has its own section below, and so has the bounded
+ * queue (the same mix of worlds, deadlines and cancels: every item whose put
+ * succeeded is got exactly once, no item whose put failed is ever got,
+ * nothing is left reserved or registered).
  */
 #include "harness.h"
 
@@ -343,6 +346,57 @@ static void *lim_thread_actor(void *arg)
 			sleep_ns(rnd(&seed) % 50000);
 		lim_leave();
 		assert_int_equal(ksync_limiter_release(&lim), 0);
+
+/* ---- bounded queue ------------------------------------------------------ */
+
+enum { QCAP = 4, QACTORS = THREADS + RINGS * TASKS };
+
+static struct ksync_bqueue bq;
+static uint64_t bq_buf[QCAP];
+static uint8_t bq_put[QACTORS << 13][2], bq_got[QACTORS << 13][2];
+static long bq_puts, bq_gets, bq_fails;
+
+/* item = actor << 13 | round, then the batch index */
+#define BQ_ID(actor, round)	((uint32_t)(actor) << 13 | (uint32_t)(round))
+
+static void bq_count(int r, bool put, const uint32_t *items)
+{
+	if (r < 0) {
+		assert_true(r == -ETIMEDOUT || r == -ECANCELED);
+		__atomic_fetch_add(&bq_fails, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	for (int j = 0; j < r; j++) {
+		uint32_t id = items[j] >> 1, b = items[j] & 1;
+
+		if (put) {
+			__atomic_fetch_add(&bq_put[id][b], 1, __ATOMIC_RELAXED);
+		} else {
+			assert_int_equal(__atomic_add_fetch(&bq_got[id][b], 1, __ATOMIC_RELAXED), 1);
+		}
+	}
+	__atomic_fetch_add(put ? &bq_puts : &bq_gets, r, __ATOMIC_RELAXED);
+}
+
+static void *bq_thread(void *arg)
+{
+	uint32_t actor = (uint32_t)(uintptr_t)arg;
+	uint64_t seed = actor * 0x9e3779b97f4a7c15ull + 5;
+
+	for (int i = 0; i < ROUNDS; i++) {
+		bool put = rnd(&seed) & 1, many = rnd(&seed) % 4 == 0;
+		uint32_t items[2] = { BQ_ID(actor, i) << 1, BQ_ID(actor, i) << 1 | 1 };
+		struct timespec dl;
+		int r;
+
+		assert_int_equal(ksync_deadline_after(&dl, CLOCK_MONOTONIC, rnd(&seed) % 200000), 0);
+		if (put)
+			r = many ? ksync_bqueue_put_many(&bq, items, 2, CLOCK_MONOTONIC, &dl) :
+				   ksync_bqueue_put_until(&bq, items, CLOCK_MONOTONIC, &dl) ?: 1;
+		else
+			r = many ? ksync_bqueue_get_many(&bq, items, 2, CLOCK_MONOTONIC, &dl) :
+				   ksync_bqueue_get_until(&bq, items, CLOCK_MONOTONIC, &dl) ?: 1;
+		bq_count(r, put, items);
 	}
 	return NULL;
 }
@@ -430,6 +484,81 @@ static void lim_task_next(struct lim_task *t)
 		t->timer.data = t;
 		assert_int_equal(ksync_loop_sleep(t->loop, &t->timer, rnd(&t->seed) % 100000,
 						  lim_timer_done), 0);
+struct bq_task {
+	struct ksync_loop *loop;
+	struct ksync_op op, timer;
+	uint64_t seed;
+	uint32_t actor, items[2];
+	int round;
+	bool put, many, op_busy, timer_busy;
+	int *finished;
+};
+
+static void bq_task_next(struct bq_task *t);
+
+static void bq_task_maybe_next(struct bq_task *t)
+{
+	if (!t->op_busy && !t->timer_busy)
+		bq_task_next(t);
+}
+
+static void bq_timer_done(struct ksync_op *op)
+{
+	struct bq_task *t = op->data;
+
+	t->timer_busy = false;
+	if (t->op_busy)
+		ksync_loop_cancel(t->loop, &t->op);	/* may race the item */
+	bq_task_maybe_next(t);
+}
+
+static void bq_op_done(struct ksync_op *op)
+{
+	struct bq_task *t = op->data;
+	int r = op->result;
+
+	t->op_busy = false;
+	bq_count(r == 0 ? 1 : r, t->put, t->items);
+	bq_task_maybe_next(t);
+}
+
+static void bq_task_next(struct bq_task *t)
+{
+	struct timespec dl;
+	int r;
+
+	do {
+		if (t->round == ROUNDS) {
+			(*t->finished)++;
+			return;
+		}
+		t->put = rnd(&t->seed) & 1;
+		t->many = rnd(&t->seed) % 4 == 0;
+		t->items[0] = BQ_ID(t->actor, t->round) << 1;
+		t->items[1] = t->items[0] | 1;
+		t->round++;
+		if (t->many)
+			assert_int_equal(t->put ? ksync_op_bqueue_put_many(&t->op, &bq, t->items, 2) :
+				ksync_op_bqueue_get_many(&t->op, &bq, t->items, 2), 0);
+		else if (t->put)
+			ksync_op_bqueue_put(&t->op, &bq, t->items);
+		else
+			ksync_op_bqueue_get(&t->op, &bq, t->items);
+		t->op.data = t;
+		ksync_deadline_after(&dl, CLOCK_MONOTONIC, rnd(&t->seed) % 200000);
+		assert_int_equal(ksync_op_set_deadline(&t->op, CLOCK_MONOTONIC, &dl), 0);
+		t->op_busy = true;
+		r = ksync_loop_start(t->loop, &t->op, bq_op_done);
+		assert_true(r == 0 || r == KSYNC_OP_PENDING);
+		if (r == 0) {
+			t->op_busy = false;
+			bq_count(t->op.result == 0 ? 1 : t->op.result, t->put, t->items);
+		}
+	} while (r == 0);
+	if (rnd(&t->seed) % 3 == 0) {
+		t->timer.data = t;
+		assert_int_equal(ksync_loop_sleep(t->loop, &t->timer, rnd(&t->seed) % 100000,
+						  bq_timer_done), 0);
 		t->timer_busy = true;
 	}
 }
@@ -439,6 +568,11 @@ static void *lim_ring_actor(void *arg)
 	unsigned idx = (unsigned)(uintptr_t)arg;
 	struct ksync_loop loop;
 	struct lim_task tasks[LIM_TASKS];
+static void *bq_ring(void *arg)
+{
+	unsigned idx = (unsigned)(uintptr_t)arg;
+	struct ksync_loop loop;
+	struct bq_task tasks[TASKS];
 	int finished = 0;
 
 	assert_int_equal(ksync_loop_init(&loop, 64, ring_setups[idx % N_RING_SETUPS]), 0);
@@ -453,6 +587,15 @@ static void *lim_ring_actor(void *arg)
 	while (finished < LIM_TASKS)
 		assert_true(ksync_loop_run_once(&loop, 1) >= 0);
 	assert_int_equal(ksync_loop_busy(&loop), 0);
+	for (int i = 0; i < TASKS; i++) {
+		tasks[i].loop = &loop;
+		tasks[i].actor = THREADS + idx * TASKS + (unsigned)i;
+		tasks[i].seed = (idx + 1) * 1000033ull + (uint64_t)i * 7907 + 1;
+		tasks[i].finished = &finished;
+		bq_task_next(&tasks[i]);
+	}
+	while (finished < TASKS)
+		assert_true(ksync_loop_run_once(&loop, 1) >= 0);
 	ksync_loop_exit(&loop);
 	return NULL;
 }
@@ -489,6 +632,36 @@ static void test_stress_limiter(void **state)
 		assert_int_equal(peek(lim_slots[i].key), 0);
 	assert_int_equal(ksync_limiter_destroy(&lim), 0);
 	assert_true(lim_grants > 0);
+static void test_stress_bqueue(void **state)
+{
+	pthread_t th[THREADS], rings[RINGS];
+	uint32_t item;
+	long left = 0;
+
+	(void)state;
+	assert_int_equal(ksync_bqueue_init(&bq, KSYNC_BQUEUE_FIFO, sizeof(uint32_t), QCAP, bq_buf,
+					   sizeof(bq_buf), 0), 0);
+	for (int i = 0; i < RINGS; i++)
+		rings[i] = spawn(bq_ring, (void *)(uintptr_t)i);
+	for (int i = 0; i < THREADS; i++)
+		th[i] = spawn(bq_thread, (void *)(uintptr_t)i);
+	for (int i = 0; i < THREADS; i++)
+		join(th[i]);
+	for (int i = 0; i < RINGS; i++)
+		join(rings[i]);
+	while (ksync_bqueue_try_get(&bq, &item) == 0) {
+		bq_count(1, false, &item);
+		left++;
+	}
+	print_message("stress bqueue: %ld items put, %ld got (%ld left at the end), "
+		      "%ld timeouts or cancels\n", bq_puts, bq_gets, left, bq_fails);
+	for (uint32_t id = 0; id < (QACTORS << 13); id++)
+		for (int b = 0; b < 2; b++)
+			assert_int_equal(bq_put[id][b], bq_got[id][b]);
+	assert_int_equal(bq_puts, bq_gets);
+	assert_true(bq_puts > 0 && bq_fails > 0);
+	assert_int_equal(ksync_bqueue_destroy(&bq), 0);
+	assert_int_equal(peek(bq.get_res) + peek(bq.put_res), 0);
 }
 
 int main(void)
@@ -496,6 +669,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		async_unit_test(test_stress),
 		async_unit_test(test_stress_limiter),
+		async_unit_test(test_stress_bqueue),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,5 +15,6 @@
 #include "ksync/limiter.h"
 #include "ksync/flag.h"
 #include "ksync/guard.h"
+#include "ksync/bqueue.h"
 
 #endif

@@ -10,7 +10,7 @@
  *
  *   ksync-bench [--quick] [--runs N] [--only CASE[,CASE...]]
  *
- * Cases: lock, contended, wake, sem, broadcast, memory, poll, pipeline, limiter.
+ * Cases: lock, contended, wake, sem, broadcast, memory, poll, pipeline, limiter, queue.
  */
 #include "bench.h"
 
@@ -535,6 +535,7 @@ static const struct {
 	{ "poll", bench_poll },
 	{ "pipeline", bench_pipeline },
 	{ "limiter", bench_limiter },
+	{ "queue", bench_queue },
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
 

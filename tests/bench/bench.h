@@ -237,6 +237,7 @@ void bench_pipeline(void);
 void bench_memory(void);
 void bench_poll(void);
 void bench_limiter(void);
+void bench_queue(void);
 
 /* Allocation counters (bench_mem.c); false in sanitizer builds. */
 bool alloc_counting_available(void);

@@ -47,6 +47,7 @@ enum ksync_kind {
 	KSYNC_KIND_LOCK = 2,
 	KSYNC_KIND_SEM = 3,
 	KSYNC_KIND_LIMITER = 4,
+	KSYNC_KIND_BQUEUE = 20,
 };
 
 enum ksync_world {

@@ -107,4 +107,26 @@
  */
 #define KSYNC_KEY_THREAD	0xffffffff00000000ull
 
+/*
+ * Bounded queue (struct ksync_bqueue, <ksync/bqueue.h>).
+ *
+ * get_word, put_word  sequence words: whoever changes what the waiters of a
+ *                     side wait for (a put for getters, a get for putters, a
+ *                     close, a reservation given back) adds 1 to the side's
+ *                     word after the change, so a waiter that decided to
+ *                     sleep on the older value gets EAGAIN from the kernel.
+ * lock                the internal lock over the items: UNLOCKED, LOCKED,
+ *                     or LOCKED_WAITERS (someone may sleep on it: unlock wakes).
+ * flags               the order (FIFO, LIFO, PRIORITY), CLOSED, the hand-off
+ *                     mode of each side, SHARED.
+ */
+#define KSYNC_BQUEUE_UNLOCKED		0u
+#define KSYNC_BQUEUE_LOCKED		1u
+#define KSYNC_BQUEUE_LOCKED_WAITERS	2u
+#define KSYNC_BQUEUE_ORDER_MASK		0x3u
+#define KSYNC_BQUEUE_CLOSED		0x4u
+#define KSYNC_BQUEUE_STARVING_GET	0x8u
+#define KSYNC_BQUEUE_STARVING_PUT	0x10u
+#define KSYNC_BQUEUE_SHARED		0x80000000u	/* initialised with KSYNC_SHARED */
+
 #endif
