@@ -762,7 +762,8 @@ static void *hammer(void *arg)
 			spin_ns(20000);
 			assert_int_equal(ksync_bqueue_put(&sq, &x), 0);
 		}
-		starving_seen += !!(peek(sq.flags) & KSYNC_BQUEUE_STARVING_GET);
+		if (peek(sq.flags) & KSYNC_BQUEUE_STARVING_GET)
+			__atomic_fetch_add(&starving_seen, 1, __ATOMIC_RELAXED);
 	}
 	return NULL;
 }

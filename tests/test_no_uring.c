@@ -23,7 +23,8 @@
 static const char *const programs[] = {
 	"test_kernel", "test_event", "test_lock", "test_sem", "test_stress",
 	"test_poller", "test_sdevent", "test_regress_sem", "test_regress_lock",
-	"test_futex_fallback", "test_fork", "test_deadline", "test_trace",
+	"test_futex_fallback", "test_fork", "test_deadline", "test_trace", "test_bqueue",
+	"test_regress_bqueue",
 };
 
 static const char *const examples[] = { "shared_lock", "epoll_wait", "sd_service" };
