@@ -346,57 +346,6 @@ static void *lim_thread_actor(void *arg)
 			sleep_ns(rnd(&seed) % 50000);
 		lim_leave();
 		assert_int_equal(ksync_limiter_release(&lim), 0);
-
-/* ---- bounded queue ------------------------------------------------------ */
-
-enum { QCAP = 4, QACTORS = THREADS + RINGS * TASKS };
-
-static struct ksync_bqueue bq;
-static uint64_t bq_buf[QCAP];
-static uint8_t bq_put[QACTORS << 13][2], bq_got[QACTORS << 13][2];
-static long bq_puts, bq_gets, bq_fails;
-
-/* item = actor << 13 | round, then the batch index */
-#define BQ_ID(actor, round)	((uint32_t)(actor) << 13 | (uint32_t)(round))
-
-static void bq_count(int r, bool put, const uint32_t *items)
-{
-	if (r < 0) {
-		assert_true(r == -ETIMEDOUT || r == -ECANCELED);
-		__atomic_fetch_add(&bq_fails, 1, __ATOMIC_RELAXED);
-		return;
-	}
-	for (int j = 0; j < r; j++) {
-		uint32_t id = items[j] >> 1, b = items[j] & 1;
-
-		if (put) {
-			__atomic_fetch_add(&bq_put[id][b], 1, __ATOMIC_RELAXED);
-		} else {
-			assert_int_equal(__atomic_add_fetch(&bq_got[id][b], 1, __ATOMIC_RELAXED), 1);
-		}
-	}
-	__atomic_fetch_add(put ? &bq_puts : &bq_gets, r, __ATOMIC_RELAXED);
-}
-
-static void *bq_thread(void *arg)
-{
-	uint32_t actor = (uint32_t)(uintptr_t)arg;
-	uint64_t seed = actor * 0x9e3779b97f4a7c15ull + 5;
-
-	for (int i = 0; i < ROUNDS; i++) {
-		bool put = rnd(&seed) & 1, many = rnd(&seed) % 4 == 0;
-		uint32_t items[2] = { BQ_ID(actor, i) << 1, BQ_ID(actor, i) << 1 | 1 };
-		struct timespec dl;
-		int r;
-
-		assert_int_equal(ksync_deadline_after(&dl, CLOCK_MONOTONIC, rnd(&seed) % 200000), 0);
-		if (put)
-			r = many ? ksync_bqueue_put_many(&bq, items, 2, CLOCK_MONOTONIC, &dl) :
-				   ksync_bqueue_put_until(&bq, items, CLOCK_MONOTONIC, &dl) ?: 1;
-		else
-			r = many ? ksync_bqueue_get_many(&bq, items, 2, CLOCK_MONOTONIC, &dl) :
-				   ksync_bqueue_get_until(&bq, items, CLOCK_MONOTONIC, &dl) ?: 1;
-		bq_count(r, put, items);
 	}
 	return NULL;
 }
@@ -484,6 +433,121 @@ static void lim_task_next(struct lim_task *t)
 		t->timer.data = t;
 		assert_int_equal(ksync_loop_sleep(t->loop, &t->timer, rnd(&t->seed) % 100000,
 						  lim_timer_done), 0);
+		t->timer_busy = true;
+	}
+}
+
+static void *lim_ring_actor(void *arg)
+{
+	unsigned idx = (unsigned)(uintptr_t)arg;
+	struct ksync_loop loop;
+	struct lim_task tasks[LIM_TASKS];
+	int finished = 0;
+
+	assert_int_equal(ksync_loop_init(&loop, 64, ring_setups[idx % N_RING_SETUPS]), 0);
+	memset(tasks, 0, sizeof(tasks));
+	for (int i = 0; i < LIM_TASKS; i++) {
+		tasks[i].loop = &loop;
+		tasks[i].seed = (idx + 1) * 7919ull + (uint64_t)i * 104729 + 1;
+		tasks[i].token = 1 + idx * LIM_TASKS + (uint64_t)i;
+		tasks[i].finished = &finished;
+		lim_task_next(&tasks[i]);
+	}
+	while (finished < LIM_TASKS)
+		assert_true(ksync_loop_run_once(&loop, 1) >= 0);
+	assert_int_equal(ksync_loop_busy(&loop), 0);
+	ksync_loop_exit(&loop);
+	return NULL;
+}
+
+static void test_stress_limiter(void **state)
+{
+	pthread_t th[LIM_THREADS], rings[LIM_RINGS], resizer;
+	long attempts = (long)LIM_ROUNDS * (LIM_THREADS + LIM_RINGS * LIM_TASKS);
+
+	(void)state;
+	timeouts = cancels = 0;
+	assert_int_equal(ksync_limiter_init(&lim, LIM_MAX, lim_slots, 2 * LIM_MAX, 0), 0);
+	resizer = spawn(lim_resizer, (void *)(uintptr_t)99);
+	for (int i = 0; i < LIM_RINGS; i++)
+		rings[i] = spawn(lim_ring_actor, (void *)(uintptr_t)i);
+	for (int i = 0; i < LIM_THREADS; i++)
+		th[i] = spawn(lim_thread_actor, (void *)(uintptr_t)(i + 1));
+	for (int i = 0; i < LIM_THREADS; i++)
+		join(th[i]);
+	for (int i = 0; i < LIM_RINGS; i++)
+		join(rings[i]);
+	__atomic_store_n(&lim_stop, 1, __ATOMIC_RELEASE);
+	join(resizer);
+
+	print_message("stress limiter: %ld borrows, %ld timeouts, %ld cancels, %u shrinks "
+		      "(max %d borrowers at once)\n",
+		      lim_grants, timeouts, cancels, lim_shrinks, lim_max_inside);
+	assert_int_equal(lim_grants + timeouts + cancels, attempts);
+	assert_int_equal(lim_inside, 0);
+	assert_int_equal(ksync_limiter_borrowed(&lim), 0);
+	assert_int_equal(peek(lim.waiters), 0);
+	assert_int_equal(peek(lim.word) >> KSYNC_LIMITER_RESERVED_SHIFT, 0);
+	for (int i = 0; i < 2 * LIM_MAX; i++)
+		assert_int_equal(peek(lim_slots[i].key), 0);
+	assert_int_equal(ksync_limiter_destroy(&lim), 0);
+	assert_true(lim_grants > 0);
+}
+
+/* ---- bounded queue ------------------------------------------------------ */
+
+enum { QCAP = 4, QACTORS = THREADS + RINGS * TASKS };
+
+static struct ksync_bqueue bq;
+static uint64_t bq_buf[QCAP];
+static uint8_t bq_put[QACTORS << 13][2], bq_got[QACTORS << 13][2];
+static long bq_puts, bq_gets, bq_fails;
+
+/* item = actor << 13 | round, then the batch index */
+#define BQ_ID(actor, round)	((uint32_t)(actor) << 13 | (uint32_t)(round))
+
+static void bq_count(int r, bool put, const uint32_t *items)
+{
+	if (r < 0) {
+		assert_true(r == -ETIMEDOUT || r == -ECANCELED);
+		__atomic_fetch_add(&bq_fails, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	for (int j = 0; j < r; j++) {
+		uint32_t id = items[j] >> 1, b = items[j] & 1;
+
+		if (put) {
+			__atomic_fetch_add(&bq_put[id][b], 1, __ATOMIC_RELAXED);
+		} else {
+			assert_int_equal(__atomic_add_fetch(&bq_got[id][b], 1, __ATOMIC_RELAXED), 1);
+		}
+	}
+	__atomic_fetch_add(put ? &bq_puts : &bq_gets, r, __ATOMIC_RELAXED);
+}
+
+static void *bq_thread(void *arg)
+{
+	uint32_t actor = (uint32_t)(uintptr_t)arg;
+	uint64_t seed = actor * 0x9e3779b97f4a7c15ull + 5;
+
+	for (int i = 0; i < ROUNDS; i++) {
+		bool put = rnd(&seed) & 1, many = rnd(&seed) % 4 == 0;
+		uint32_t items[2] = { BQ_ID(actor, i) << 1, BQ_ID(actor, i) << 1 | 1 };
+		struct timespec dl;
+		int r;
+
+		assert_int_equal(ksync_deadline_after(&dl, CLOCK_MONOTONIC, rnd(&seed) % 200000), 0);
+		if (put)
+			r = many ? ksync_bqueue_put_many(&bq, items, 2, CLOCK_MONOTONIC, &dl) :
+				   ksync_bqueue_put_until(&bq, items, CLOCK_MONOTONIC, &dl) ?: 1;
+		else
+			r = many ? ksync_bqueue_get_many(&bq, items, 2, CLOCK_MONOTONIC, &dl) :
+				   ksync_bqueue_get_until(&bq, items, CLOCK_MONOTONIC, &dl) ?: 1;
+		bq_count(r, put, items);
+	}
+	return NULL;
+}
+
 struct bq_task {
 	struct ksync_loop *loop;
 	struct ksync_op op, timer;
@@ -563,11 +627,6 @@ static void bq_task_next(struct bq_task *t)
 	}
 }
 
-static void *lim_ring_actor(void *arg)
-{
-	unsigned idx = (unsigned)(uintptr_t)arg;
-	struct ksync_loop loop;
-	struct lim_task tasks[LIM_TASKS];
 static void *bq_ring(void *arg)
 {
 	unsigned idx = (unsigned)(uintptr_t)arg;
@@ -577,16 +636,6 @@ static void *bq_ring(void *arg)
 
 	assert_int_equal(ksync_loop_init(&loop, 64, ring_setups[idx % N_RING_SETUPS]), 0);
 	memset(tasks, 0, sizeof(tasks));
-	for (int i = 0; i < LIM_TASKS; i++) {
-		tasks[i].loop = &loop;
-		tasks[i].seed = (idx + 1) * 7919ull + (uint64_t)i * 104729 + 1;
-		tasks[i].token = 1 + idx * LIM_TASKS + (uint64_t)i;
-		tasks[i].finished = &finished;
-		lim_task_next(&tasks[i]);
-	}
-	while (finished < LIM_TASKS)
-		assert_true(ksync_loop_run_once(&loop, 1) >= 0);
-	assert_int_equal(ksync_loop_busy(&loop), 0);
 	for (int i = 0; i < TASKS; i++) {
 		tasks[i].loop = &loop;
 		tasks[i].actor = THREADS + idx * TASKS + (unsigned)i;
@@ -600,38 +649,6 @@ static void *bq_ring(void *arg)
 	return NULL;
 }
 
-static void test_stress_limiter(void **state)
-{
-	pthread_t th[LIM_THREADS], rings[LIM_RINGS], resizer;
-	long attempts = (long)LIM_ROUNDS * (LIM_THREADS + LIM_RINGS * LIM_TASKS);
-
-	(void)state;
-	timeouts = cancels = 0;
-	assert_int_equal(ksync_limiter_init(&lim, LIM_MAX, lim_slots, 2 * LIM_MAX, 0), 0);
-	resizer = spawn(lim_resizer, (void *)(uintptr_t)99);
-	for (int i = 0; i < LIM_RINGS; i++)
-		rings[i] = spawn(lim_ring_actor, (void *)(uintptr_t)i);
-	for (int i = 0; i < LIM_THREADS; i++)
-		th[i] = spawn(lim_thread_actor, (void *)(uintptr_t)(i + 1));
-	for (int i = 0; i < LIM_THREADS; i++)
-		join(th[i]);
-	for (int i = 0; i < LIM_RINGS; i++)
-		join(rings[i]);
-	__atomic_store_n(&lim_stop, 1, __ATOMIC_RELEASE);
-	join(resizer);
-
-	print_message("stress limiter: %ld borrows, %ld timeouts, %ld cancels, %u shrinks "
-		      "(max %d borrowers at once)\n",
-		      lim_grants, timeouts, cancels, lim_shrinks, lim_max_inside);
-	assert_int_equal(lim_grants + timeouts + cancels, attempts);
-	assert_int_equal(lim_inside, 0);
-	assert_int_equal(ksync_limiter_borrowed(&lim), 0);
-	assert_int_equal(peek(lim.waiters), 0);
-	assert_int_equal(peek(lim.word) >> KSYNC_LIMITER_RESERVED_SHIFT, 0);
-	for (int i = 0; i < 2 * LIM_MAX; i++)
-		assert_int_equal(peek(lim_slots[i].key), 0);
-	assert_int_equal(ksync_limiter_destroy(&lim), 0);
-	assert_true(lim_grants > 0);
 static void test_stress_bqueue(void **state)
 {
 	pthread_t th[THREADS], rings[RINGS];
