@@ -38,6 +38,24 @@ struct ksync_waitable {
 	 * consumed a wake that it will not use; hand that on. Optional.
 	 */
 	void (*abandon)(struct ksync_op *op, bool woken);
+	/*
+	 * Optional, instead of abandon, for a family whose waiters take part
+	 * in the outcome (a barrier arrival): the op would end with @result
+	 * (< 0: cancelled, timed out, the wait failed or could not be armed),
+	 * after every CQE it was owed has arrived. Decide in one atomic
+	 * transition on the primitive whether the op got what it waited for
+	 * after all: return 1 (the op ends with result 0), or leave, giving
+	 * back what it held, and return the result to report (@result or
+	 * another negative errno).
+	 */
+	int (*settle)(struct ksync_op *op, bool woken, int result);
+	/*
+	 * The first attempt commits the op (a barrier arrival) in a way only
+	 * settle can take back: ksync_op_start checks that the op could wait
+	 * (io_uring futex ops, free SQEs) before making it, so that starting
+	 * never fails after it.
+	 */
+	bool commits;
 };
 
 /* The private part of struct ksync_op. */

@@ -57,14 +57,25 @@ KSYNC_API int ksync_op_pending(const struct ksync_op *op)
 	return op_state_const(op)->state == OP_WAITING;
 }
 
-/* The op ends without what it waited for: give back what it holds. */
-static void op_abandon(struct ksync_op *op)
+/*
+ * The op would end with @result < 0: give back what it holds, or, for a
+ * family with a settle hook, let it decide whether the op won after all.
+ * Returns the result to report (0: it did).
+ */
+static int op_give_up(struct ksync_op *op, int result)
 {
 	struct op_state *st = op_state(op);
+	bool woken = st->woken;
 
-	if (st->proto->abandon)
-		st->proto->abandon(op, st->woken);
 	st->woken = 0;
+	if (st->proto->settle) {
+		int r = st->proto->settle(op, woken, result);
+
+		return r == 1 ? 0 : r;
+	}
+	if (st->proto->abandon)
+		st->proto->abandon(op, woken);
+	return result;
 }
 
 /* Who waits, for the probes: the task token, or the op when it has none. */
@@ -78,7 +89,7 @@ static int op_finish(struct ksync_op *op, int result)
 	struct op_state *st = op_state(op);
 
 	if (result != 0)
-		op_abandon(op);
+		result = op_give_up(op, result);
 	if (st->started_ns)
 		trace_wait_end(st->prim, st->kind, KSYNC_WORLD_URING, op_who(op), result);
 	op->result = result ? result : st->ok_result;
@@ -153,6 +164,14 @@ KSYNC_API int ksync_op_start(struct ksync_op *op, struct io_uring *ring)
 	st->cancel = 0;
 	st->woken = 0;
 	st->ok_result = 0;
+	if (st->proto->commits) {
+		/* Make sure it could wait before the attempt commits it. */
+		r = ksync_require_uring_futex();
+		if (r < 0)
+			return r;
+		if (io_uring_sq_space_left(ring) < (st->has_deadline ? 2u : 1u))
+			return -EBUSY;
+	}
 	r = op_attempt(op, false);
 	if (r < 0)
 		return r;
@@ -165,9 +184,11 @@ KSYNC_API int ksync_op_start(struct ksync_op *op, struct io_uring *ring)
 	if (r == 0)
 		r = op_arm(op, ring);
 	if (r < 0) {
-		op_abandon(op);
-		st->state = OP_IDLE;
+		r = op_give_up(op, r);
 		st->started_ns = 0;
+		if (r == 0)	/* settled: it got what it waited for after all */
+			return op_finish(op, 0);
+		st->state = OP_IDLE;
 	}
 	return r;
 }
