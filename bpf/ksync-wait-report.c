@@ -444,6 +444,16 @@ static const char *kind_name(__u32 kind)
 		return "sem";
 	case KSYNC_KIND_LIMITER:
 		return "limiter";
+	case KSYNC_KIND_REVENT:
+		return "revent";
+	case KSYNC_KIND_COUNTDOWN:
+		return "countdown";
+	case KSYNC_KIND_LATCH:
+		return "latch";
+	case KSYNC_KIND_BARRIER:
+		return "barrier";
+	case KSYNC_KIND_RBARRIER:
+		return "rbarrier";
 	}
 	return "?";
 }

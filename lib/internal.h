@@ -129,6 +129,20 @@ int ksync_futex_wait_flags(uint32_t *word, uint32_t expected, uint32_t mask, uin
 			   clockid_t clock, const struct timespec *deadline);
 int ksync_futex_wake_flags(uint32_t *word, uint32_t mask, int nr, uint32_t flags);
 
+/*
+ * The futex word of a primitive whose state is one 64-bit word changed as
+ * a whole (CountdownEvent, Latch, Barrier): its low 32 bits, wherever the
+ * byte order puts them. Only the kernel reads it as 32 bits.
+ */
+static inline uint32_t *state_futex_word(uint64_t *state)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	return (uint32_t *)(void *)state + 1;
+#else
+	return (uint32_t *)(void *)state;
+#endif
+}
+
 /* Sleep on a primitive's word (@fflags from futex_flags_for). */
 static inline int wait_word(uint32_t *word, uint32_t fflags, uint32_t expected, clockid_t clock,
 			    const struct timespec *deadline)

@@ -11,7 +11,9 @@
  * The CapacityLimiter has its own section below, and so has the bounded
  * queue (the same mix of worlds, deadlines and cancels: every item whose put
  * succeeded is got exactly once, no item whose put failed is ever got,
- * nothing is left reserved or registered).
+ * nothing is left reserved or registered), and the RBarrier (with the
+ * CountdownEvent and Latch that pace its rounds: every waiter of a cycle is
+ * released exactly once, with the whole cycle passing or breaking).
  */
 #include "harness.h"
 
@@ -681,12 +683,245 @@ static void test_stress_bqueue(void **state)
 	assert_int_equal(peek(bq.get_res) + peek(bq.put_res), 0);
 }
 
+/* ---- RBarrier, CountdownEvent, Latch --------------------------------------
+ *
+ * BAR_PARTIES participants (threads and ring tasks) pass one RBarrier round
+ * after round; a participant gives up now and then (a short deadline, or a
+ * task's cancel at a random moment), and the coordinator sometimes aborts
+ * mid-round. Rounds are paced with the other two primitives, in both
+ * worlds: each participant counts its outcome down on a CountdownEvent and
+ * then waits on the next round's Latch; the coordinator waits for zero,
+ * checks the round, resets the barrier if it broke, ups the countdown and
+ * opens the next latch. Checked for every round (one cycle): every
+ * participant ended exactly once; either all passed with the indices
+ * 0..BAR_PARTIES-1 each once, or none passed (the cycle broke: then
+ * everyone failed with -EPIPE or its own -ETIMEDOUT/-ECANCELED, and someone
+ * gave up or the coordinator aborted). At the end nothing is waiting.
+ */
+enum { BAR_THREADS = 3, BAR_RINGS = 2, BAR_TASKS = 3, BAR_ROUNDS = 600,
+       BAR_PARTIES = BAR_THREADS + BAR_RINGS * BAR_TASKS };
+
+static struct ksync_rbarrier rbar;
+static struct ksync_countdown bar_pending;
+static struct ksync_latch bar_open[BAR_ROUNDS + 1];
+static int bar_out[BAR_ROUNDS][BAR_PARTIES];	/* each participant's outcome */
+static int bar_gave_up[BAR_ROUNDS];
+static long bar_passed, bar_broken_rounds;
+
+static void bar_record(int round, int who, int r)
+{
+	assert_true(r >= -ECANCELED && r < BAR_PARTIES);
+	assert_true(r >= 0 || r == -EPIPE || r == -ETIMEDOUT || r == -ECANCELED);
+	bar_out[round][who] = r;
+	if (r == -ETIMEDOUT || r == -ECANCELED)
+		__atomic_fetch_add(&bar_gave_up[round], 1, __ATOMIC_RELAXED);
+	assert_true(ksync_countdown_down(&bar_pending) >= 0);
+}
+
+static void *bar_thread(void *arg)
+{
+	int who = (int)(uintptr_t)arg;
+	uint64_t seed = (uint64_t)who * 0x9e3779b97f4a7c15ull + 3;
+
+	for (int round = 0; round < BAR_ROUNDS; round++) {
+		struct timespec dl;
+		int r;
+
+		assert_int_equal(ksync_latch_wait(&bar_open[round]), 0);
+		if (rnd(&seed) % 40 == 0) {
+			ksync_deadline_after(&dl, CLOCK_MONOTONIC, rnd(&seed) % 100000);
+			r = ksync_rbarrier_wait_until(&rbar, CLOCK_MONOTONIC, &dl);
+		} else {
+			r = ksync_rbarrier_wait(&rbar);
+		}
+		bar_record(round, who, r);
+	}
+	return NULL;
+}
+
+struct bar_task {
+	struct ksync_loop *loop;
+	struct ksync_op op, timer;
+	int who, round;
+	uint64_t seed;
+	bool op_busy, timer_busy, at_latch;
+	int *finished;
+};
+
+static void bar_task_step(struct bar_task *t);
+
+static void bar_task_timer(struct ksync_op *op)
+{
+	struct bar_task *t = op->data;
+
+	t->timer_busy = false;
+	if (t->op_busy)
+		ksync_loop_cancel(t->loop, &t->op);	/* may race the release */
+	else
+		bar_task_step(t);
+}
+
+static void bar_task_done(struct ksync_op *op)
+{
+	struct bar_task *t = op->data;
+
+	t->op_busy = false;
+	if (t->at_latch) {
+		assert_int_equal(op->result, 0);
+	} else {
+		bar_record(t->round, t->who, op->result);
+		t->round++;
+	}
+	t->at_latch = !t->at_latch;
+	if (t->timer_busy)
+		ksync_loop_cancel(t->loop, &t->timer);	/* its callback goes on */
+	else
+		bar_task_step(t);
+}
+
+/* Start the next wait: the round's latch, then the barrier. */
+static void bar_task_step(struct bar_task *t)
+{
+	int r;
+
+	do {
+		if (t->round == BAR_ROUNDS) {
+			(*t->finished)++;
+			return;
+		}
+		if (t->at_latch) {
+			ksync_op_latch(&t->op, &bar_open[t->round]);
+		} else {
+			ksync_op_rbarrier(&t->op, &rbar);
+			if (rnd(&t->seed) % 40 == 0) {
+				struct timespec dl;
+
+				ksync_deadline_after(&dl, CLOCK_MONOTONIC, rnd(&t->seed) % 100000);
+				assert_int_equal(ksync_op_set_deadline(&t->op, CLOCK_MONOTONIC, &dl), 0);
+			}
+		}
+		t->op.data = t;
+		t->op_busy = true;
+		r = ksync_loop_start(t->loop, &t->op, bar_task_done);
+		if (r < 0) {	/* not started: the barrier is broken */
+			assert_int_equal(r, -EPIPE);
+			t->op.result = r;
+			r = 0;
+		}
+		if (r == 0) {	/* done at once */
+			t->op_busy = false;
+			if (t->at_latch) {
+				assert_int_equal(t->op.result, 0);
+			} else {
+				bar_record(t->round, t->who, t->op.result);
+				t->round++;
+			}
+			t->at_latch = !t->at_latch;
+		}
+	} while (r == 0);
+	if (!t->at_latch && rnd(&t->seed) % 40 == 0) {
+		t->timer.data = t;
+		assert_int_equal(ksync_loop_sleep(t->loop, &t->timer, rnd(&t->seed) % 100000,
+						  bar_task_timer), 0);
+		t->timer_busy = true;
+	}
+}
+
+static void *bar_ring(void *arg)
+{
+	unsigned idx = (unsigned)(uintptr_t)arg;
+	struct ksync_loop loop;
+	struct bar_task tasks[BAR_TASKS];
+	int finished = 0;
+
+	assert_int_equal(ksync_loop_init(&loop, 64, ring_setups[idx % N_RING_SETUPS]), 0);
+	memset(tasks, 0, sizeof(tasks));
+	for (int i = 0; i < BAR_TASKS; i++) {
+		tasks[i].loop = &loop;
+		tasks[i].who = BAR_THREADS + (int)idx * BAR_TASKS + i;
+		tasks[i].seed = (idx + 1) * 1000081ull + (uint64_t)i * 7883 + 1;
+		tasks[i].at_latch = true;
+		tasks[i].finished = &finished;
+		bar_task_step(&tasks[i]);
+	}
+	while (finished < BAR_TASKS)
+		assert_true(ksync_loop_run_once(&loop, 1) >= 0);
+	assert_int_equal(ksync_loop_busy(&loop), 0);
+	ksync_loop_exit(&loop);
+	return NULL;
+}
+
+static void bar_check_round(int round, bool aborted)
+{
+	int passed = 0;
+	unsigned seen = 0;
+
+	for (int who = 0; who < BAR_PARTIES; who++) {
+		int r = bar_out[round][who];
+
+		if (r >= 0) {
+			assert_false(seen & (1u << r));	/* an index handed out twice */
+			seen |= 1u << r;
+			passed++;
+		}
+	}
+	if (passed) {
+		assert_int_equal(passed, BAR_PARTIES);	/* a cycle passes whole */
+		bar_passed++;
+	} else {
+		assert_true(aborted || bar_gave_up[round] > 0);	/* someone broke it */
+		bar_broken_rounds++;
+	}
+}
+
+static void test_stress_barrier(void **state)
+{
+	pthread_t th[BAR_THREADS], rings[BAR_RINGS];
+	uint64_t seed = 31337;
+
+	(void)state;
+	assert_int_equal(ksync_rbarrier_init(&rbar, BAR_PARTIES, 0), 0);
+	assert_int_equal(ksync_countdown_init(&bar_pending, BAR_PARTIES, 0), 0);
+	for (int i = 0; i <= BAR_ROUNDS; i++)
+		assert_int_equal(ksync_latch_init(&bar_open[i], 1, 0), 0);
+	for (int i = 0; i < BAR_RINGS; i++)
+		rings[i] = spawn(bar_ring, (void *)(uintptr_t)i);
+	for (int i = 0; i < BAR_THREADS; i++)
+		th[i] = spawn(bar_thread, (void *)(uintptr_t)i);
+	for (int round = 0; round < BAR_ROUNDS; round++) {
+		bool abort_it = rnd(&seed) % 30 == 0;
+
+		assert_int_equal(ksync_latch_count_down(&bar_open[round], 1), 1);
+		if (abort_it) {
+			sleep_ns(rnd(&seed) % 50000);
+			ksync_rbarrier_abort(&rbar);
+		}
+		assert_int_equal(ksync_countdown_wait(&bar_pending), 0);
+		bar_check_round(round, abort_it);
+		/* Everyone has returned: a reset makes it new at once. */
+		assert_int_equal(ksync_rbarrier_reset(&rbar), 0);
+		assert_false(ksync_rbarrier_broken(&rbar));
+		assert_int_equal(ksync_rbarrier_waiting(&rbar), 0);
+		assert_int_equal(ksync_countdown_up(&bar_pending, BAR_PARTIES), 0);
+	}
+	for (int i = 0; i < BAR_THREADS; i++)
+		join(th[i]);
+	for (int i = 0; i < BAR_RINGS; i++)
+		join(rings[i]);
+	print_message("stress barrier: %ld cycles passed, %ld broken, of %d\n", bar_passed,
+		      bar_broken_rounds, BAR_ROUNDS);
+	assert_int_equal(bar_passed + bar_broken_rounds, BAR_ROUNDS);
+	assert_true(bar_passed > 0 && bar_broken_rounds > 0);
+	assert_int_equal(ksync_rbarrier_destroy(&rbar), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		async_unit_test(test_stress),
 		async_unit_test(test_stress_limiter),
 		async_unit_test(test_stress_bqueue),
+		async_unit_test(test_stress_barrier),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

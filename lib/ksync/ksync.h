@@ -16,5 +16,8 @@
 #include "ksync/flag.h"
 #include "ksync/guard.h"
 #include "ksync/bqueue.h"
+#include "ksync/revent.h"
+#include "ksync/countdown.h"
+#include "ksync/barrier.h"
 
 #endif

@@ -10,7 +10,8 @@
  *
  *   ksync-bench [--quick] [--runs N] [--only CASE[,CASE...]]
  *
- * Cases: lock, contended, wake, sem, broadcast, memory, poll, pipeline, limiter, queue.
+ * Cases: lock, contended, wake, sem, broadcast, memory, poll, pipeline, limiter, queue,
+ * revent, barrier.
  */
 #include "bench.h"
 
@@ -536,6 +537,8 @@ static const struct {
 	{ "pipeline", bench_pipeline },
 	{ "limiter", bench_limiter },
 	{ "queue", bench_queue },
+	{ "revent", bench_revent },
+	{ "barrier", bench_barrier },
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
 

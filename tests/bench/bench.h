@@ -238,6 +238,8 @@ void bench_memory(void);
 void bench_poll(void);
 void bench_limiter(void);
 void bench_queue(void);
+void bench_revent(void);
+void bench_barrier(void);
 
 /* Allocation counters (bench_mem.c); false in sanitizer builds. */
 bool alloc_counting_available(void);

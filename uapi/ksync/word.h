@@ -129,4 +129,60 @@
 #define KSYNC_BQUEUE_STARVING_PUT	0x10u
 #define KSYNC_BQUEUE_SHARED		0x80000000u	/* initialised with KSYNC_SHARED */
 
+/*
+ * REvent word: SET | WAITERS | gen * KSYNC_REVENT_GEN_ONE.
+ *
+ * SET      the event is set.
+ * WAITERS  a waiter may be parked: set() must wake.
+ * gen      (bits 2-31) advanced by every set() that sets the event, so a
+ *          waiter that saw generation g is released by any later set, even
+ *          one that clear() has already undone, and a wait armed late on an
+ *          old value finds the word changed.
+ */
+#define KSYNC_REVENT_SET	0x1u
+#define KSYNC_REVENT_WAITERS	0x2u
+#define KSYNC_REVENT_GEN_ONE	0x4u
+
+/*
+ * CountdownEvent and Latch state: one 64-bit word (struct ksync_countdown
+ * and struct ksync_latch .state), always changed as a whole. Its low 32
+ * bits are the futex word, gen * KSYNC_COUNTDOWN_GEN_ONE | WAITERS; its
+ * high 32 bits are the count.
+ *
+ * WAITERS  a waiter may be parked: reaching zero must wake.
+ * gen      (bits 1-31) advanced whenever the count reaches zero (down to
+ *          zero, clear), so waiters are released by that even if up()
+ *          follows at once. Changes of the count that do not reach zero
+ *          leave the futex word, and the parked waiters, alone.
+ */
+#define KSYNC_COUNTDOWN_WAITERS	0x1u
+#define KSYNC_COUNTDOWN_GEN_ONE	0x2u
+#define KSYNC_COUNTDOWN_MAX	0xffffffffu	/* the largest count */
+
+/*
+ * Barrier and RBarrier state: one 64-bit word (struct ksync_barrier and
+ * struct ksync_rbarrier .state), always changed as a whole.
+ *
+ * Low 32 bits, the futex word: gen_lo * KSYNC_BARRIER_GEN_ONE | RESETTING
+ * | BROKEN. High 32 bits: count | gen_hi << KSYNC_BARRIER_GEN_HI_SHIFT.
+ * The cycle's generation is gen_lo | gen_hi << 30 (42 bits).
+ *
+ * BROKEN     the cycle broke (timeout, cancel, abort, reset): arrivals
+ *            fail with -EPIPE; count is then the waiters of the broken
+ *            cycle that have not returned yet.
+ * RESETTING  (with BROKEN) reset() was called while such waiters remain;
+ *            the last of them to return makes the barrier new, and
+ *            arrivals wait for that.
+ * count      arrivals of the current cycle (bits 0-19) while filling.
+ * gen        advanced when a cycle completes and when a reset makes the
+ *            barrier new: a waiter of generation g succeeded exactly when
+ *            the generation changed before the barrier broke.
+ */
+#define KSYNC_BARRIER_BROKEN		0x1u
+#define KSYNC_BARRIER_RESETTING		0x2u
+#define KSYNC_BARRIER_GEN_ONE		0x4u
+#define KSYNC_BARRIER_COUNT_MASK	0x000fffffu	/* of the high half */
+#define KSYNC_BARRIER_GEN_HI_SHIFT	20		/* of the high half */
+#define KSYNC_BARRIER_PARTIES_MAX	0x000fffffu
+
 #endif
