@@ -1033,7 +1033,8 @@ static void print_folded(FILE *f, struct rows *rows, size_t nw, size_t nk)
 				folded_add(&lines, &n, "hold", r->pid, r->parts[j].stack_id, leaf,
 					   r->parts[j].ns);
 	}
-	qsort(lines, n, sizeof(*lines), cmp_folded);
+	if (n)
+		qsort(lines, n, sizeof(*lines), cmp_folded);
 	for (size_t i = 0; i < n; i++) {
 		__u64 ns = lines[i].ns;
 
@@ -1137,8 +1138,11 @@ int report(struct ksync_wait_bpf *skel, bool reset)
 	}
 	for (size_t i = 0; i < rows.nk; i++)
 		name_prim(rows.k[i].pid, rows.k[i].prim, &rows.k[i].id);
-	qsort(rows.w, rows.nw, sizeof(*rows.w), cmp_wrows);
-	qsort(rows.k, rows.nk, sizeof(*rows.k), cmp_krows);
+	/* An empty array may be NULL, which qsort must not be given. */
+	if (rows.nw)
+		qsort(rows.w, rows.nw, sizeof(*rows.w), cmp_wrows);
+	if (rows.nk)
+		qsort(rows.k, rows.nk, sizeof(*rows.k), cmp_krows);
 	nw = opt.top && (size_t)opt.top < rows.nw ? (size_t)opt.top : rows.nw;
 	nk = opt.top && (size_t)opt.top < rows.nk ? (size_t)opt.top : rows.nk;
 

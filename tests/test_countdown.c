@@ -25,16 +25,8 @@
 static struct ksync_countdown cd;
 static struct ksync_latch latch;
 
-#define FUTEX_WORD(x) (*state_word(&(x).state))
-
-static uint32_t *state_word(uint64_t *state)
-{
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-	return (uint32_t *)state + 1;
-#else
-	return (uint32_t *)state;
-#endif
-}
+/* The futex word: the low half of the 64-bit state (read atomically). */
+#define FUTEX_WORD(x) ((uint32_t)peek((x).state))
 
 static void test_basics_and_misuse(void **state)
 {
@@ -503,7 +495,7 @@ static void test_shared_latch_between_processes(void **state)
 		ksync_deadline_after(&dl, CLOCK_MONOTONIC, 10000000000LL);
 		_exit(ksync_latch_arrive_and_wait_until(sl, 1, CLOCK_MONOTONIC, &dl) == 0 ? 0 : 1);
 	}
-	wait_until(*state_word(&sl->state) & KSYNC_COUNTDOWN_WAITERS);
+	wait_until(FUTEX_WORD(*sl) & KSYNC_COUNTDOWN_WAITERS);
 	sleep_ns(5000000);
 	assert_int_equal(ksync_latch_count_down(sl, 1), 1);
 	assert_int_equal(waitpid(child, &status, 0), child);

@@ -482,6 +482,25 @@ static void *event_waiter(void *arg)
 	return NULL;
 }
 
+static struct ksync_barrier barrier = KSYNC_BARRIER_INIT(2);
+static struct ksync_revent revent = KSYNC_REVENT_INIT;
+
+static void *barrier_waiter(void *arg)
+{
+	(void)arg;
+	__atomic_fetch_add(&started, 1, __ATOMIC_RELEASE);
+	assert_int_equal(ksync_barrier_wait(&barrier), 0);
+	return NULL;
+}
+
+static void *revent_waiter(void *arg)
+{
+	(void)arg;
+	__atomic_fetch_add(&started, 1, __ATOMIC_RELEASE);
+	assert_int_equal(ksync_revent_wait(&revent), 0);
+	return NULL;
+}
+
 static int done;
 
 static void on_done(struct ksync_op *op)
@@ -538,6 +557,19 @@ static __attribute__((noinline)) void workload(void)
 	assert_int_equal(op.result, 0);
 	for (int i = 0; i < EVENT_WAITERS; i++)
 		join(th[i]);
+
+	/* A barrier and a resettable event: one thread waiter each. */
+	started = 0;
+	th[0] = spawn(barrier_waiter, NULL);
+	th[1] = spawn(revent_waiter, NULL);
+	wait_until(peek(started) == 2);
+	wait_until(ksync_barrier_waiting(&barrier) == 1);
+	sleep_ns(10000000);
+	assert_int_equal(ksync_barrier_wait(&barrier), 1);
+	assert_int_equal(ksync_revent_set(&revent), 1);
+	assert_int_equal(ksync_revent_clear(&revent), 1);
+	join(th[0]);
+	join(th[1]);
 
 	ksync_loop_exit(&loop);
 	assert_int_equal(ksync_lock_destroy(&lock), 0);
@@ -627,6 +659,14 @@ static void test_self(void **state)
 	assert_int_equal(get_int(r, "wakes"), 1);
 	assert_true(get_int(r, "woken") >= 1 && get_int(r, "woken") <= EVENT_WAITERS + 1);
 	assert_true(get_int(r, "delay_ns") > 0);
+
+	/* The newer kinds are named too. */
+	r = find_row(report, "waits", "barrier", "thread", "barrier_waiter", getpid());
+	assert_string_equal(get_str(r, "kind"), "barrier");
+	assert_int_equal(get_int(get(r, "outcomes"), "ok"), 1);
+	r = find_row(report, "waits", "revent", "thread", "revent_waiter", getpid());
+	assert_string_equal(get_str(r, "kind"), "revent");
+	assert_int_equal(get_int(get(r, "outcomes"), "ok"), 1);
 
 	json_object_put(report);
 	free(t.buf);
