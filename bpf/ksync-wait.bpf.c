@@ -118,20 +118,29 @@ struct {
  * map keeps one stack per hash bucket and fails (-EEXIST) for a second stack
  * whose hash lands in a taken bucket, so with a dozen stacks in 8192 buckets
  * about one run in two hundred silently lost one (a row without its call
- * site). Here a stack is a key of its own, compared whole: two stacks never
- * share an id, and only a full map loses one (counted in stacks_lost).
+ * site). Here a stack is found by a 64-bit hash of its frames and then
+ * compared frame by frame with the one stored under its id: two stacks never
+ * share an id, and only a full map (or two stacks with one 64-bit hash) loses
+ * one, counted in stacks_lost.
  *
- *   stack_ids  the frames (zero-padded) -> their id
- *   stacks     id -> the frames, written before the id is published
+ *   stack_ids  hash and depth -> id
+ *   stacks     id -> the frames (zero-padded), written before the id is
+ *              published
  */
 struct stack_frames {
 	__u64 ip[KSYNC_TRACE_STACK_DEPTH];
 };
 
+struct stack_key {
+	__u64 hash;
+	__u32 nframes;
+	__u32 pad;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_STACKS);
-	__type(key, struct stack_frames);
+	__type(key, struct stack_key);
 	__type(value, __u32);
 } stack_ids SEC(".maps");
 
@@ -220,11 +229,39 @@ static __always_inline int walk_frames(struct pt_regs *regs, struct stack_frames
 	return n;
 }
 
+static __always_inline __u64 hash_frames(const struct stack_frames *st, int n)
+{
+	__u64 h = 0xcbf29ce484222325ULL;
+
+	for (int i = 0; i < KSYNC_TRACE_STACK_DEPTH; i++) {
+		if (i >= n)
+			break;
+		h = (h ^ st->ip[i]) * 0x100000001b3ULL;
+		h ^= h >> 29;
+	}
+	return h;
+}
+
+static __always_inline bool same_frames(const struct stack_frames *a,
+					const struct stack_frames *b, int n)
+{
+	for (int i = 0; i < KSYNC_TRACE_STACK_DEPTH; i++) {
+		if (i >= n)
+			break;
+		if (a->ip[i] != b->ip[i])
+			return false;
+	}
+	return true;
+}
+
+/* The id of this stack, the one it had before if it was seen. */
 static __always_inline __u32 take_stack(struct pt_regs *ctx)
 {
-	struct stack_frames *st;
+	struct stack_frames *st, *known;
+	struct stack_key key = {};
 	__u32 zero = 0, *idp, id;
 	long len;
+	int n;
 
 	if (!want_stacks)
 		return KSYNC_TRACE_NO_STACK;
@@ -233,23 +270,31 @@ static __always_inline __u32 take_stack(struct pt_regs *ctx)
 		return KSYNC_TRACE_NO_STACK;
 	/* Fills the rest of the buffer with zeros. */
 	len = bpf_get_stack(ctx, st->ip, sizeof(st->ip), BPF_F_USER_STACK);
-	if (len <= 0) {
+	if (len > 0) {
+		n = (int)(len / sizeof(__u64));
+	} else {
 		__builtin_memset(st, 0, sizeof(*st));
-		walk_frames(ctx, st);
+		n = walk_frames(ctx, st);
 	}
-	idp = bpf_map_lookup_elem(&stack_ids, st);
-	if (idp)
-		return *idp;
-	id = __sync_fetch_and_add(&next_stack_id, 1);
-	if (id >= MAX_STACKS || bpf_map_update_elem(&stacks, &id, st, BPF_ANY))
-		goto lost;
-	if (bpf_map_update_elem(&stack_ids, st, &id, BPF_NOEXIST) == 0)
+	key.hash = hash_frames(st, n);
+	key.nframes = (__u32)n;
+	idp = bpf_map_lookup_elem(&stack_ids, &key);
+	if (!idp) {
+		id = __sync_fetch_and_add(&next_stack_id, 1);
+		if (id >= MAX_STACKS || bpf_map_update_elem(&stacks, &id, st, BPF_ANY))
+			goto lost;
+		if (bpf_map_update_elem(&stack_ids, &key, &id, BPF_NOEXIST) == 0)
+			return id;
+		/* Another CPU interned a stack with this key meanwhile (ours
+		 * is left unused): the same stack, most likely. */
+		idp = bpf_map_lookup_elem(&stack_ids, &key);
+		if (!idp)
+			goto lost;
+	}
+	id = *idp;
+	known = bpf_map_lookup_elem(&stacks, &id);
+	if (known && same_frames(known, st, n))
 		return id;
-	/* Another CPU interned the same stack meanwhile: its id (ours is
-	 * left unused). */
-	idp = bpf_map_lookup_elem(&stack_ids, st);
-	if (idp)
-		return *idp;
 lost:
 	__sync_fetch_and_add(&stacks_lost, 1);
 	return KSYNC_TRACE_NO_STACK;
