@@ -539,6 +539,7 @@ static const struct {
 	{ "queue", bench_queue },
 	{ "revent", bench_revent },
 	{ "barrier", bench_barrier },
+	{ "tracer", bench_tracer },
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
 

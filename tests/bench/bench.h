@@ -240,6 +240,7 @@ void bench_limiter(void);
 void bench_queue(void);
 void bench_revent(void);
 void bench_barrier(void);
+void bench_tracer(void);
 
 /* Allocation counters (bench_mem.c); false in sanitizer builds. */
 bool alloc_counting_available(void);
