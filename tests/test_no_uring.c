@@ -24,7 +24,7 @@ static const char *const programs[] = {
 	"test_kernel", "test_event", "test_lock", "test_sem", "test_stress",
 	"test_poller", "test_sdevent", "test_regress_sem", "test_regress_lock",
 	"test_futex_fallback", "test_fork", "test_deadline", "test_trace", "test_bqueue",
-	"test_regress_bqueue",
+	"test_regress_bqueue", "test_limiter", "test_regress_limiter", "test_flag", "test_guard",
 };
 
 static const char *const examples[] = { "shared_lock", "epoll_wait", "sd_service" };
