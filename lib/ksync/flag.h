@@ -20,6 +20,10 @@
  * ksync_flag_clear empties the Flag for reuse (then the next set wins
  * again); a Flag that is never cleared keeps its first value for good.
  *
+ * Where references differ: aiologic's Flag holds any object; this one a
+ * non-zero 64-bit value, so that deciding the winner and publishing its
+ * value are one CAS. Like aiologic's, it never waits and can be cleared.
+ *
  * 16 bytes; may be zero-initialised or use KSYNC_FLAG_INIT; no destructor.
  */
 #ifndef KSYNC_FLAG_H

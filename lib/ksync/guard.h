@@ -21,6 +21,12 @@
  * child does not inherit its parent's use (its exit is -EPERM).
  * Tokens must be below KSYNC_KEY_THREAD (<ksync/word.h>).
  *
+ * Where references differ: aiologic's ResourceGuard (and Trio's conflict
+ * detector) only know "in use" and raise on a second entry; this one also
+ * knows who uses it, so a nested use by the user itself (-EDEADLK) is told
+ * from a use by someone else (-EBUSY), and an exit by a non-user is caught
+ * (-EPERM) instead of freeing the resource under its user.
+ *
  * 16 bytes; may be zero-initialised or use KSYNC_GUARD_INIT; destroy is
  * optional (it checks that nobody is using the resource).
  */

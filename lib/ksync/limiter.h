@@ -72,9 +72,20 @@
  * the limiter (they are found by their offset from it), and every process
  * must use tokens no other process uses.
  *
+ * Where references differ. Trio, AnyIO and aiologic all refuse a second
+ * borrow (here -EDEADLK) and a return by a non-borrower (-EPERM), and
+ * aiologic's RCapacityLimiter counts reentrant borrows: so does this one.
+ * Trio and AnyIO refuse a total of 0; here 0 is allowed (nobody borrows
+ * until it grows: a pause), since set_total(0) is how one drains a pool.
+ * Trio serves waiters strictly in order; here new arrivals may barge, with
+ * the Semaphore's bound: a strict hand-off on every return would make each
+ * return under contention wait for a woken waiter to run, and the limiter
+ * is the Semaphore with owners, with the same throughput and bound.
+ *
  * Word layout: KSYNC_LIMITER_* in <ksync/word.h>. 32 bytes, plus 16 per
- * slot, plus 72 bytes of thread-local storage per thread. No static initialiser (the slots are bound at init); destroy is
- * optional (it checks the limiter is idle).
+ * slot, plus 72 bytes of thread-local storage per thread. No static
+ * initialiser (the slots are bound at init); destroy is optional (it
+ * checks the limiter is idle).
  */
 #ifndef KSYNC_LIMITER_H
 #define KSYNC_LIMITER_H
