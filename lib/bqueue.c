@@ -46,6 +46,12 @@
  * Nothing lost on cancel: a reservation is a count, the unit stays in the
  * queue in its place; whoever gives a reservation back makes the unit free
  * again and wakes for it.
+ *
+ * Close wakes every registered waiter; later puts fail, gets drain. A
+ * getter may still register after the close while the items left are
+ * reserved for woken getters; whoever takes the last item of a closed queue
+ * bumps the word and wakes every getter, so none sleeps on an empty closed
+ * queue.
  */
 #include "engine.h"
 #include "ksync/bqueue.h"
@@ -321,6 +327,7 @@ struct waiter {
 struct plan {
 	uint32_t reserved;	/* units it reserved, one wake each */
 	uint32_t wake;		/* more wakes for free units */
+	bool drained;		/* it took the last item of a closed queue */
 };
 
 /* How many of @reg registered waiters @free units (@k of them new) leave
@@ -362,6 +369,10 @@ static void run_plan(struct ksync_bqueue *q, int o, const struct plan *p)
 	uint32_t n = p->reserved + p->wake;
 	int woken;
 
+	/* Getters that wait for items reserved for others must learn that
+	 * none will come. */
+	if (p->drained && seq_load(&q->getters))
+		wake_traced(&q->get_word, fflags(q), q, KSYNC_KIND_BQUEUE, INT_MAX);
 	if (!n)
 		return;
 	TEST_POINT("bqueue.produce.wake", q);
@@ -472,6 +483,9 @@ static int take_locked(struct ksync_bqueue *q, int s, struct waiter *w, char *da
 		__atomic_fetch_and(&q->flags, ~starving_bit(s), __ATOMIC_RELAXED);
 	w->woken = false;
 	produced(q, 1 - s, k, avail(q, 1 - s, len), p);
+	p->drained = s == GET && !len && (flags & KSYNC_BQUEUE_CLOSED);
+	if (p->drained)
+		seq_add(&q->get_word, 1);
 	return (int)k;
 }
 

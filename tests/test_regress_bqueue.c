@@ -13,6 +13,10 @@
  * - A reservation nobody was woken for (the waiters were between deciding
  *   and sleeping) goes back, and the waiter that decided on it takes the
  *   item instead of sleeping.
+ * - A getter that waits on a closed queue whose last item is reserved for a
+ *   woken task is woken with -ESHUTDOWN when the task takes that item (it
+ *   slept until its deadline before: the close's wake had come before it
+ *   slept, and taking an item woke nobody).
  * - A woken getter that loses to a barger after waiting longer than the
  *   bound switches the side to hand-off mode; the next item is reserved for
  *   it and a try_get cannot take it.
@@ -198,6 +202,33 @@ static void test_unwanted_reservation_goes_back(void **state)
 	assert_idle();
 }
 
+static void test_last_item_of_closed_queue_wakes_getters(void **state)
+{
+	struct getter x = { .role = ROLE_X };
+	struct ksync_loop loop;
+	struct ksync_op op;
+	uint32_t out;
+	pthread_t tx;
+
+	(void)state;
+	init_q(true);
+	woken_task(&loop, &op, &out);			/* the item is the task's */
+	assert_int_equal(ksync_bqueue_close(&q), 0);
+
+	tx = spawn(getter_main, &x);
+	wait_until(peek(x.tid) != 0);
+	wait_futex_asleep(peek(x.tid));			/* X waits: closed, not empty */
+	assert_int_equal(peek(q.getters), 2);
+
+	run_loop_until(&loop, op_done);			/* the task takes the last item */
+	assert_int_equal(op.result, 0);
+	assert_int_equal(out, 11);
+	join(tx);
+	assert_int_equal(x.result, -ESHUTDOWN);
+	ksync_loop_exit(&loop);
+	assert_idle();
+}
+
 static void test_starving_getter_gets_handoff(void **state)
 {
 	struct getter w = { .role = ROLE_W };
@@ -243,6 +274,7 @@ int main(void)
 		async_unit_test(test_decided_before_reservation_dropped),
 		async_unit_test(test_leaver_bumps_the_word),
 		cmocka_unit_test(test_unwanted_reservation_goes_back),
+		async_unit_test(test_last_item_of_closed_queue_wakes_getters),
 		cmocka_unit_test(test_starving_getter_gets_handoff),
 	};
 

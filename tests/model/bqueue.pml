@@ -31,6 +31,7 @@
  *   G0  getter, no deadline, NG0 items
  *   G1  getter with a deadline/cancel, 1 item
  *   -DCLOSE adds a closer that closes the queue at any moment.
+ *   -DSTARVING starts both sides in hand-off mode; -DNO_P1 leaves P1 out.
  * "waited past the starvation bound" is a nondeterministic monotone bit
  * per waiter that may turn on at any attempt after a wake.
  *
@@ -48,19 +49,24 @@
  *   STRICT_RULE  a producer wakes only if free < registered (not <=)
  *   NO_UNRESERVE a reservation nobody was woken for stays reserved
  *   CLOSE_NO_WAKE  close does not wake the getters (-DCLOSE)
+ *   NO_DRAIN_WAKE  the getter that takes the last item of a closed queue
+ *                does not wake the getters that wait (for items reserved
+ *                for others) (-DCLOSE -DSTARVING)
  *
  * Named failures: sleeper_with_free_unit (a waiter asleep for good while
  * its side has a free unit, or after close), registration_left,
  * reservation_leaked, items_conserved, reserved_le_avail.
  *
  * Checks run by tests/model/run (states with -DCOLLAPSE, SPIN 6.5.2):
- *   bqueue            P0 2 items, G0 1 item          2,271,697 states
- *   bqueue-getters    P0 1 item, G0 2 items          1,208,541
- *   bqueue-cap2       CAP 2, P0 3 items              2,042,936
- *   bqueue-close      + closer, P0 1 item            8,597,968
- *   bqueue-acyclic    as bqueue, pan -l (no cycle)   4,543,393
- *   --deep: bqueue-wide (P0 2, G0 2)                11,846,379
- * About 45 CPU-seconds in all (minutes of wall time on a loaded 2-vCPU
+ *   bqueue                P0 2 items, G0 1 item             2,995,603 states
+ *   bqueue-getters        P0 1 item, G0 2 items             1,539,325
+ *   bqueue-cap2           CAP 2, P0 3 items                 2,705,319
+ *   bqueue-close          + closer, P0 1 item, no P1          357,720
+ *   bqueue-close-starving  the same in hand-off mode        1,292,582
+ *   bqueue-acyclic        as bqueue, pan -l (no cycle)      5,991,205
+ *   --deep: bqueue-wide (P0 2, G0 2) 24,985,876; bqueue-close-wide (with
+ *   P1) 16,712,622; bqueue-starving 55,042,354.
+ * About a CPU-minute in all (minutes of wall time on a loaded 2-vCPU
  * guest). Every mutant is caught in under 0.5 s. Not modelled: several
  * units per operation (put_many/get_many: the same rule with k units),
  * the internal lock's own futex protocol (an atomic test-and-set here),
@@ -310,8 +316,21 @@ inline waiter(s, abortable)
 			:: else -> skip
 			fi;
 			produced(1 - s);
+			/* the last item of a closed queue: nobody may sleep on */
+			atomic { drained = (s == GET && closed && nitems == 0) };
+			if
+			:: drained -> seq[GET]++
+			:: else -> skip
+			fi;
 			unlock();
 			wake_after(1 - s);
+#ifndef MUTANT_NO_DRAIN_WAKE
+			if
+			:: drained -> futex_wake(GET, NPROC, k); drained = false
+			:: else -> skip
+			fi;
+#endif
+			drained = false;
 			break
 		:: got == 2 ->
 			v = 0;
@@ -347,6 +366,15 @@ inline waiter(s, abortable)
 				:: leave(s); registered = false; break
 				:: true -> skip
 				fi
+			:: abortable && (r == R_EAGAIN || r == R_EINTR) ->
+				/* awake but not woken (an op that now waits for
+				 * the queue's lock): cancelled there, it owes no
+				 * wake (every put wakes while someone sleeps, so
+				 * free units never count on an unwoken waiter) */
+				if
+				:: leave(s); registered = false; break
+				:: true -> skip
+				fi
 			:: else -> skip
 			fi;
 			r = 0;
@@ -356,7 +384,7 @@ inline waiter(s, abortable)
 	atomic { woken = false; lng = false; got = 0 }
 }
 
-#define LOCALS bool woken, registered, lng; byte v, r, got, mine, f, n, k, e, d, rsv, wk
+#define LOCALS bool woken, registered, lng, drained; byte v, r, got, mine, f, n, k, e, d, rsv, wk
 
 proctype putter(byte me; byte count; bool abortable)
 {
@@ -402,9 +430,17 @@ proctype closer()
 
 init {
 	atomic {
+#ifdef STARVING
+		starving[GET] = true;	/* left on by earlier contention */
+		starving[PUT] = true;
+#endif
 		running = 4;
 		run putter(0, NP0, false);
+#ifdef NO_P1
+		running--;
+#else
 		run putter(1, 1, true);
+#endif
 		run getter(2, NG0, false);
 		run getter(3, 1, true);
 #ifdef CLOSE
